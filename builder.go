@@ -1,0 +1,530 @@
+// Package bricklayer turns a working container held in containers/storage
+// into a container image.
+//
+// A [Builder] owns a working container in a storage.Store: its read-write
+// layer, and the OCI and Docker v2s2 image configs that describe it, kept in
+// step. Its state is saved in the container's directory, so [OpenBuilder]
+// reopens it in a later process. [Builder.Commit] writes the container as an
+// image to any containers/image transport (containers-storage, oci:,
+// oci-archive:, dir:, docker-archive:, docker://) by handing a reference to
+// the container ([Builder.ImageRef]) to copy.Image.
+//
+// Build with the tags containers_image_openpgp and exclude_graphdriver_btrfs
+// to keep C headers out of the build.
+package bricklayer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/bricklayer/bricklayer/docker"
+	"github.com/sirupsen/logrus"
+	"go.podman.io/image/v5/copy"
+	"go.podman.io/image/v5/docker/reference"
+	"go.podman.io/image/v5/manifest"
+	is "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/transports"
+	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+	digest "github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Errors a caller can test for with errors.Is.
+var (
+	// ErrContainerNotFound: no container of that name or ID is in the store.
+	ErrContainerNotFound = errors.New("container not found")
+	// ErrImageNotFound: the base image is neither in the store nor a
+	// reference that can be pulled.
+	ErrImageNotFound = errors.New("image not found")
+	// ErrUnsupportedManifestType: the manifest type is neither OCI nor
+	// Docker v2s2.
+	ErrUnsupportedManifestType = errors.New("unsupported manifest type")
+	// ErrUnsupportedCompression: the compression is unknown, or the
+	// manifest type cannot describe it (zstd in Docker v2s2).
+	ErrUnsupportedCompression = errors.New("unsupported compression")
+	// ErrLayerUnknown: a layer of the container's chain is not in the store.
+	ErrLayerUnknown = errors.New("layer not found in the store")
+)
+
+// Scratch is the FromImage value for a builder with no base image.
+const Scratch = "scratch"
+
+// stateFile is the name of the builder's state in the container's directory.
+const stateFile = "bricklayer.json"
+
+// stateVersion is written in every state file; a file of another version is
+// refused.
+const stateVersion = 1
+
+// BuilderOptions say how [NewBuilder] makes a working container.
+type BuilderOptions struct {
+	// FromImage is the base image: "scratch" (or "") for none, the name or ID
+	// of an image in the store, or a containers/image transport reference
+	// ("oci:DIR:TAG", "docker://…"), which is pulled into the store first.
+	FromImage string
+	// Container names the working container; "" derives a name from the
+	// base image, "NAME-working-container", made unique with a suffix.
+	Container string
+	// SystemContext is used to pull FromImage; nil means defaults.
+	SystemContext *types.SystemContext
+	// SignaturePolicyPath is the policy checked when pulling FromImage; ""
+	// means the system default, and accept-anything when none exists.
+	SignaturePolicyPath string
+	// ReportWriter receives copy.Image's progress while pulling; nil is quiet.
+	ReportWriter io.Writer
+}
+
+// Builder is a working container and the image configs that describe it.
+// Its methods may be called from several goroutines.
+type Builder struct {
+	store storage.Store
+
+	mu    sync.Mutex // guards state and the state file
+	state builderState
+}
+
+// builderState is what a Builder saves in the container's directory.
+type builderState struct {
+	Version       int    `json:"version"`
+	ContainerID   string `json:"container_id"`
+	ContainerName string `json:"container_name"`
+	// FromImage is what the user asked for; FromImageID the image it
+	// resolved to in the store ("" for scratch).
+	FromImage   string `json:"from_image,omitempty"`
+	FromImageID string `json:"from_image_id,omitempty"`
+	// FromImageOrigin is the transport reference the base image was pulled
+	// from, where its layer blobs can be fetched again as they were.
+	FromImageOrigin string `json:"from_image_origin,omitempty"`
+	// BaseLayers describe the base image's layers, bottom first.
+	BaseLayers   []baseLayer       `json:"base_layers,omitempty"`
+	OCIConfig    v1.Image          `json:"oci_config"`
+	DockerConfig docker.V2Image    `json:"docker_config"`
+	CreatedBy    string            `json:"created_by,omitempty"`
+	HistoryNote  string            `json:"history_comment,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+	MountPoint   string            `json:"mount_point,omitempty"`
+}
+
+// baseLayer is one layer of the base image: its storage layer and the blob
+// the base image's manifest gives for it.
+type baseLayer struct {
+	LayerID    string        `json:"layer_id"`
+	DiffID     digest.Digest `json:"diff_id"`
+	Descriptor v1.Descriptor `json:"descriptor"`
+}
+
+// NewBuilder makes a working container from opts.FromImage and saves its
+// state. The base image's layers, config and history are inherited.
+func NewBuilder(ctx context.Context, store storage.Store, opts BuilderOptions) (*Builder, error) {
+	b := &Builder{store: store, state: builderState{Version: stateVersion, FromImage: opts.FromImage}}
+	imageID := ""
+	if opts.FromImage == "" || opts.FromImage == Scratch {
+		b.state.FromImage = Scratch
+		b.state.OCIConfig = v1.Image{Platform: v1.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}}
+		b.state.DockerConfig = dockerFromOCI(b.state.OCIConfig)
+	} else {
+		id, origin, err := resolveBaseImage(ctx, store, opts)
+		if err != nil {
+			return nil, err
+		}
+		imageID = id
+		b.state.FromImageID, b.state.FromImageOrigin = id, origin
+		if err := b.loadBaseImage(ctx, opts.SystemContext); err != nil {
+			return nil, err
+		}
+	}
+	name, err := uniqueContainerName(store, opts.Container, opts.FromImage)
+	if err != nil {
+		return nil, err
+	}
+	ctr, err := store.CreateContainer("", []string{name}, imageID, "", "", nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating container %q from %q: %w", name, b.state.FromImage, err)
+	}
+	b.state.ContainerID, b.state.ContainerName = ctr.ID, name
+	if err := b.Save(); err != nil {
+		if delErr := store.DeleteContainer(ctr.ID); delErr != nil {
+			logrus.Debugf("removing container %s after a failed save: %v", ctr.ID, delErr)
+		}
+		return nil, err
+	}
+	logrus.Debugf("created working container %s (%s) from %q", ctr.ID, name, b.state.FromImage)
+	return b, nil
+}
+
+// OpenBuilder reopens the working container nameOrID. A container another
+// tool made (buildah, podman) has no bricklayer state: it is opened with the
+// config of the image it was made from, and its state is saved on the first
+// change.
+func OpenBuilder(store storage.Store, nameOrID string) (*Builder, error) {
+	ctr, err := store.Container(nameOrID)
+	if err != nil {
+		if errors.Is(err, storage.ErrContainerUnknown) {
+			return nil, fmt.Errorf("opening container %q: %w", nameOrID, ErrContainerNotFound)
+		}
+		return nil, fmt.Errorf("opening container %q: %w", nameOrID, err)
+	}
+	dir, err := store.ContainerDirectory(ctr.ID)
+	if err != nil {
+		return nil, fmt.Errorf("locating the directory of container %q: %w", nameOrID, err)
+	}
+	b := &Builder{store: store}
+	data, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return b.adopt(ctr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the state of container %q: %w", nameOrID, err)
+	}
+	if err := json.Unmarshal(data, &b.state); err != nil {
+		return nil, fmt.Errorf("parsing the state of container %q (%s): %w", nameOrID, filepath.Join(dir, stateFile), err)
+	}
+	if b.state.Version != stateVersion {
+		return nil, fmt.Errorf("state of container %q has version %d, this bricklayer reads %d", nameOrID, b.state.Version, stateVersion)
+	}
+	b.state.ContainerID = ctr.ID
+	return b, nil
+}
+
+// adopt opens a container that another tool made, taking its config from
+// the image it was made from.
+func (b *Builder) adopt(ctr *storage.Container) (*Builder, error) {
+	name := ctr.ID
+	if len(ctr.Names) > 0 {
+		name = ctr.Names[0]
+	}
+	b.state = builderState{Version: stateVersion, ContainerID: ctr.ID, ContainerName: name, FromImage: Scratch}
+	if ctr.ImageID == "" {
+		b.state.OCIConfig = v1.Image{Platform: v1.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}}
+		b.state.DockerConfig = dockerFromOCI(b.state.OCIConfig)
+		return b, nil
+	}
+	b.state.FromImage, b.state.FromImageID = ctr.ImageID, ctr.ImageID
+	if err := b.loadBaseImage(context.Background(), nil); err != nil {
+		return nil, fmt.Errorf("opening container %q made by another tool: %w", name, err)
+	}
+	return b, nil
+}
+
+// Save writes the builder's state to the container's directory, atomically:
+// a reader sees the old state or the new one, never a mix.
+func (b *Builder) Save() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.saveLocked()
+}
+
+func (b *Builder) saveLocked() (err error) {
+	dir, err := b.store.ContainerDirectory(b.state.ContainerID)
+	if err != nil {
+		return fmt.Errorf("locating the directory of container %s: %w", b.state.ContainerID, err)
+	}
+	data, err := json.MarshalIndent(&b.state, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the state of container %s: %w", b.state.ContainerID, err)
+	}
+	f, err := os.CreateTemp(dir, "."+stateFile+"-*")
+	if err != nil {
+		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+	}
+	if err = os.Rename(f.Name(), filepath.Join(dir, stateFile)); err != nil {
+		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+	}
+	return nil
+}
+
+// ContainerID is the working container's ID in the store.
+func (b *Builder) ContainerID() string { return b.state.ContainerID }
+
+// ContainerName is the working container's name.
+func (b *Builder) ContainerName() string { return b.state.ContainerName }
+
+// FromImage is the base image as given to [NewBuilder] ("scratch" for none).
+func (b *Builder) FromImage() string { return b.state.FromImage }
+
+// FromImageID is the ID of the base image in the store, "" for scratch.
+func (b *Builder) FromImageID() string { return b.state.FromImageID }
+
+// Store is the store that holds the working container.
+func (b *Builder) Store() storage.Store { return b.store }
+
+// MountPoint is where the container's root filesystem is mounted, or "" when
+// it is not mounted by this builder.
+func (b *Builder) MountPoint() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state.MountPoint
+}
+
+// Mount mounts the container's root filesystem and returns where.
+func (b *Builder) Mount() (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	mp, err := b.store.Mount(b.state.ContainerID, "")
+	if err != nil {
+		return "", fmt.Errorf("mounting container %s: %w", b.state.ContainerName, err)
+	}
+	b.state.MountPoint = mp
+	if err := b.saveLocked(); err != nil {
+		return "", err
+	}
+	return mp, nil
+}
+
+// Unmount undoes one Mount.
+func (b *Builder) Unmount() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	mounted, err := b.store.Unmount(b.state.ContainerID, false)
+	if err != nil {
+		return fmt.Errorf("unmounting container %s: %w", b.state.ContainerName, err)
+	}
+	if !mounted {
+		b.state.MountPoint = ""
+	}
+	return b.saveLocked()
+}
+
+// Delete removes the working container, its layer and its saved state.
+// The builder must not be used afterwards.
+func (b *Builder) Delete() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, err := b.store.Unmount(b.state.ContainerID, true); err != nil && !errors.Is(err, storage.ErrContainerUnknown) && !errors.Is(err, storage.ErrLayerUnknown) {
+		logrus.Debugf("unmounting container %s before removal: %v", b.state.ContainerID, err)
+	}
+	if err := b.store.DeleteContainer(b.state.ContainerID); err != nil {
+		if errors.Is(err, storage.ErrContainerUnknown) {
+			return fmt.Errorf("removing container %s: %w", b.state.ContainerName, ErrContainerNotFound)
+		}
+		return fmt.Errorf("removing container %s: %w", b.state.ContainerName, err)
+	}
+	b.state.MountPoint = ""
+	return nil
+}
+
+// resolveBaseImage finds opts.FromImage in the store, pulling it first when
+// it is a transport reference. It returns the image ID and, for a pull, the
+// reference it was pulled from.
+func resolveBaseImage(ctx context.Context, store storage.Store, opts BuilderOptions) (id, origin string, err error) {
+	name := opts.FromImage
+	if srcRef, perr := alltransports.ParseImageName(name); perr == nil {
+		if srcRef.Transport().Name() == is.Transport.Name() {
+			name = srcRef.StringWithinTransport()
+			if i := strings.Index(name, "]"); strings.HasPrefix(name, "[") && i > 0 {
+				name = name[i+1:]
+			}
+		} else {
+			id, err := pullImage(ctx, store, srcRef, opts)
+			if err != nil {
+				return "", "", err
+			}
+			return id, transports.ImageName(srcRef), nil
+		}
+	}
+	if img, err := store.Image(name); err == nil {
+		return img.ID, "", nil
+	}
+	ref, err := is.Transport.ParseStoreReference(store, name)
+	if err != nil {
+		return "", "", fmt.Errorf("looking up image %q: %w (%w)", opts.FromImage, ErrImageNotFound, err)
+	}
+	img, err := is.Transport.GetStoreImage(store, ref)
+	if err != nil {
+		return "", "", fmt.Errorf("looking up image %q: %w", opts.FromImage, ErrImageNotFound)
+	}
+	return img.ID, "", nil
+}
+
+// pullImage copies srcRef into the store and returns the new image's ID. An
+// image with a registry name keeps it; others are stored without a name.
+func pullImage(ctx context.Context, store storage.Store, srcRef types.ImageReference, opts BuilderOptions) (string, error) {
+	var named reference.Named
+	if dr := srcRef.DockerReference(); dr != nil {
+		named = dr
+	} else {
+		tmp, err := reference.ParseNormalizedNamed("localhost/bricklayer-pull:" + randomHex(8))
+		if err != nil {
+			return "", err
+		}
+		named = tmp
+	}
+	destRef, err := is.Transport.NewStoreReference(store, named, "")
+	if err != nil {
+		return "", fmt.Errorf("pulling %s: %w", transports.ImageName(srcRef), err)
+	}
+	policy, err := policyContext(opts.SignaturePolicyPath, opts.SystemContext)
+	if err != nil {
+		return "", err
+	}
+	defer policy.Destroy() //nolint:errcheck // nothing to report
+	manifestBytes, err := copy.Image(ctx, policy, destRef, srcRef, &copy.Options{
+		ReportWriter:   opts.ReportWriter,
+		SourceCtx:      opts.SystemContext,
+		DestinationCtx: opts.SystemContext,
+	})
+	if err != nil {
+		return "", fmt.Errorf("pulling %s: %w", transports.ImageName(srcRef), err)
+	}
+	img, err := is.Transport.GetStoreImage(store, destRef)
+	if err != nil {
+		return "", fmt.Errorf("finding %s in the store after pulling it: %w", transports.ImageName(srcRef), err)
+	}
+	if srcRef.DockerReference() == nil {
+		if err := store.RemoveNames(img.ID, []string{named.String()}); err != nil {
+			logrus.Debugf("removing temporary name %s from image %s: %v", named, img.ID, err)
+		}
+	}
+	mdigest, _ := manifest.Digest(manifestBytes)
+	logrus.Debugf("pulled %s as image %s (manifest %s)", transports.ImageName(srcRef), img.ID, mdigest)
+	return img.ID, nil
+}
+
+// loadBaseImage reads the base image's configs, history and layer
+// descriptors into the builder's state.
+func (b *Builder) loadBaseImage(ctx context.Context, sys *types.SystemContext) error {
+	id := b.state.FromImageID
+	ref, err := is.Transport.NewStoreReference(b.store, nil, id)
+	if err != nil {
+		return fmt.Errorf("referring to base image %s: %w", id, err)
+	}
+	img, err := ref.NewImage(ctx, sys)
+	if err != nil {
+		return fmt.Errorf("opening base image %s: %w", id, err)
+	}
+	defer img.Close()
+	ociConfig, err := img.OCIConfig(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the config of base image %s: %w", id, err)
+	}
+	_, mimeType, err := img.Manifest(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the manifest of base image %s: %w", id, err)
+	}
+	b.state.OCIConfig = *ociConfig
+	b.state.DockerConfig = dockerFromOCI(*ociConfig)
+	if manifest.NormalizedMIMEType(mimeType) == manifest.DockerV2Schema2MediaType {
+		blob, err := img.ConfigBlob(ctx)
+		if err != nil {
+			return fmt.Errorf("reading the config of base image %s: %w", id, err)
+		}
+		var dc docker.V2Image
+		if err := json.Unmarshal(blob, &dc); err != nil {
+			return fmt.Errorf("parsing the Docker config of base image %s: %w", id, err)
+		}
+		b.state.DockerConfig = dc
+	}
+	stImage, err := b.store.Image(id)
+	if err != nil {
+		return fmt.Errorf("reading base image %s: %w", id, err)
+	}
+	chain, err := layerChain(b.store, stImage.TopLayer)
+	if err != nil {
+		return fmt.Errorf("walking the layers of base image %s: %w", id, err)
+	}
+	infos := img.LayerInfos()
+	diffIDs := ociConfig.RootFS.DiffIDs
+	if len(infos) != len(chain) || len(diffIDs) != len(chain) {
+		logrus.Warnf("base image %s: manifest lists %d layers and config %d diffIDs for %d stored layers; its layers will be exported again", id, len(infos), len(diffIDs), len(chain))
+		for _, l := range chain {
+			b.state.BaseLayers = append(b.state.BaseLayers, baseLayer{LayerID: l.ID, DiffID: l.UncompressedDigest})
+		}
+		return nil
+	}
+	for i, l := range chain {
+		b.state.BaseLayers = append(b.state.BaseLayers, baseLayer{
+			LayerID: l.ID,
+			DiffID:  diffIDs[i],
+			Descriptor: v1.Descriptor{
+				MediaType:   infos[i].MediaType,
+				Digest:      infos[i].Digest,
+				Size:        infos[i].Size,
+				URLs:        infos[i].URLs,
+				Annotations: infos[i].Annotations,
+			},
+		})
+	}
+	return nil
+}
+
+// layerChain returns the layer top and its ancestors, bottom first.
+func layerChain(store storage.Store, top string) ([]*storage.Layer, error) {
+	var chain []*storage.Layer
+	for id := top; id != ""; {
+		l, err := store.Layer(id)
+		if err != nil {
+			if errors.Is(err, storage.ErrLayerUnknown) {
+				return nil, fmt.Errorf("layer %s: %w", id, ErrLayerUnknown)
+			}
+			return nil, fmt.Errorf("reading layer %s: %w", id, err)
+		}
+		chain = append(chain, l)
+		id = l.Parent
+		if len(chain) > 1000 {
+			return nil, fmt.Errorf("layer %s: chain longer than 1000 layers, or a loop", top)
+		}
+	}
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	return chain, nil
+}
+
+// uniqueContainerName returns want, or when it is empty a name derived from
+// the base image that no container has yet.
+func uniqueContainerName(store storage.Store, want, fromImage string) (string, error) {
+	if want != "" {
+		if _, err := store.Container(want); err == nil {
+			return "", fmt.Errorf("creating container %q: the name is in use", want)
+		}
+		return want, nil
+	}
+	base := "scratch"
+	if fromImage != "" && fromImage != Scratch {
+		base = fromImage
+		if i := strings.LastIndexAny(base, "/:"); i >= 0 && i < len(base)-1 {
+			base = base[i+1:]
+		}
+		base = strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+				return r
+			}
+			return '-'
+		}, base)
+		if len(base) > 32 {
+			base = base[:32]
+		}
+	}
+	name := base + "-working-container"
+	for i := 2; ; i++ {
+		if _, err := store.Container(name); err != nil {
+			return name, nil
+		}
+		name = fmt.Sprintf("%s-working-container-%d", base, i)
+	}
+}

@@ -1,0 +1,292 @@
+package bricklayer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/bricklayer/bricklayer/internal/layerexport"
+	"github.com/bricklayer/bricklayer/internal/tarnorm"
+	digest "github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
+	"go.podman.io/image/v5/transports/alltransports"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sync/errgroup"
+)
+
+// imageSource serves a working container as an image: the layers exported
+// when it was made, the base image's layers, and the synthesised config and
+// manifest. Every digest is known before GetManifest is called, as
+// copy.Image checks each blob against the manifest.
+type imageSource struct {
+	ref   *containerImageRef
+	sys   *types.SystemContext
+	store storage.Store
+
+	tmpDir       string // private directory of exported blobs, removed by Close
+	manifest     []byte
+	manifestType string
+	config       []byte
+	configDigest digest.Digest
+	blobs        map[digest.Digest]blob
+	// layerInfosForCopy, when non-nil, replaces the manifest's layers for
+	// copying (base layers that can only be served uncompressed).
+	layerInfosForCopy []types.BlobInfo
+
+	originMu sync.Mutex
+	origin   types.ImageSource // opened on first use; the base image's source
+}
+
+var _ types.ImageSource = (*imageSource)(nil)
+
+// blob says where the bytes of one digest come from.
+type blob struct {
+	size int64
+	// path is an exported file; else layerID is a storage layer served as its
+	// uncompressed diff; else fromOrigin says the base image's source has it.
+	path       string
+	layerID    string
+	fromOrigin bool
+}
+
+// exportedLayer is one layer this commit writes.
+type exportedLayer struct {
+	layerID string
+	parent  string
+	layerexport.Digests
+	path string
+}
+
+// newImageSource exports the container's new layers and builds the config
+// and manifest.
+func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.SystemContext, _ any) (_ *imageSource, err error) {
+	b := ref.builder
+	b.mu.Lock()
+	state := b.state // a copy: setters may run while the export does
+	b.mu.Unlock()
+	s := &imageSource{ref: ref, sys: sys, store: b.store, blobs: map[digest.Digest]blob{}}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+
+	ctr, err := b.store.Container(state.ContainerID)
+	if err != nil {
+		if errors.Is(err, storage.ErrContainerUnknown) {
+			return nil, fmt.Errorf("container %s (%s): %w", state.ContainerName, state.ContainerID, ErrContainerNotFound)
+		}
+		return nil, fmt.Errorf("reading container %s: %w", state.ContainerName, err)
+	}
+	chain, err := layerChain(b.store, ctr.LayerID)
+	if err != nil {
+		return nil, fmt.Errorf("walking the layers of container %s: %w", state.ContainerName, err)
+	}
+	base := state.BaseLayers
+	if len(base) > len(chain) {
+		return nil, fmt.Errorf("container %s has %d layers, fewer than its base image's %d", state.ContainerName, len(chain), len(base))
+	}
+	for i, bl := range base {
+		if chain[i].ID != bl.LayerID {
+			return nil, fmt.Errorf("container %s: layer %d is %s, but base image %s has %s there", state.ContainerName, i, chain[i].ID, state.FromImageID, bl.LayerID)
+		}
+	}
+
+	if s.tmpDir, err = os.MkdirTemp(bigFilesDir(sys), "bricklayer-"); err != nil {
+		return nil, fmt.Errorf("creating a temporary directory for container %s: %w", state.ContainerName, err)
+	}
+	exported, err := s.exportLayers(ctx, chain[len(base):])
+	if err != nil {
+		return nil, fmt.Errorf("exporting container %s: %w", state.ContainerName, err)
+	}
+	if err := s.describe(&state, base, exported); err != nil {
+		return nil, fmt.Errorf("describing container %s: %w", state.ContainerName, err)
+	}
+	return s, nil
+}
+
+// exportLayers exports each layer into s.tmpDir, several at once.
+func (s *imageSource) exportLayers(ctx context.Context, layers []*storage.Layer) ([]exportedLayer, error) {
+	opts := s.ref.opts
+	out := make([]exportedLayer, len(layers))
+	g, gctx := errgroup.WithContext(ctx)
+	limit := opts.LayerParallelism
+	if limit == 0 {
+		limit = 2
+	}
+	g.SetLimit(limit)
+	for i, l := range layers {
+		g.Go(func() error {
+			d, path, err := s.exportLayer(gctx, l)
+			if err != nil {
+				return err
+			}
+			out[i] = exportedLayer{layerID: l.ID, parent: l.Parent, Digests: d, path: path}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// exportLayer streams one layer's diff against its parent into a blob file.
+// The diff is closed as soon as the layer is done.
+func (s *imageSource) exportLayer(ctx context.Context, l *storage.Layer) (layerexport.Digests, string, error) {
+	if err := ctx.Err(); err != nil {
+		return layerexport.Digests{}, "", fmt.Errorf("layer %s: %w", l.ID, err)
+	}
+	opts := s.ref.opts
+	eopts := layerexport.Options{
+		Algorithm: exportAlgorithm(opts.Compression),
+		Level:     opts.CompressionLevel,
+		Normalize: &tarnorm.Options{},
+	}
+	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
+	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
+	if err != nil {
+		return layerexport.Digests{}, "", fmt.Errorf("reading layer %s: %w", l.ID, err)
+	}
+	d, path, err := layerexport.ToFile(ctx, s.tmpDir, diff, eopts)
+	if cerr := diff.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return layerexport.Digests{}, "", fmt.Errorf("exporting layer %s: %w", l.ID, err)
+	}
+	logrus.Debugf("exported layer %s: diffID %s, blob %s (%d bytes)", l.ID, d.DiffID, d.Digest, d.Size)
+	return d, path, nil
+}
+
+func exportAlgorithm(c Compression) layerexport.Algorithm {
+	switch c {
+	case CompressionNone:
+		return layerexport.None
+	case CompressionZstd:
+		return layerexport.Zstd
+	}
+	return layerexport.Gzip
+}
+
+// bigFilesDir is where exported blobs are written: the SystemContext's
+// BigFilesTemporaryDir, else $TMPDIR, else /var/tmp.
+func bigFilesDir(sys *types.SystemContext) string {
+	if sys != nil && sys.BigFilesTemporaryDir != "" {
+		return sys.BigFilesTemporaryDir
+	}
+	if d := os.Getenv("TMPDIR"); d != "" {
+		return d
+	}
+	return "/var/tmp"
+}
+
+// Reference returns the reference used to set up this source.
+func (s *imageSource) Reference() types.ImageReference { return s.ref }
+
+// Close removes every file the export wrote and closes the base image's
+// source if it was opened.
+func (s *imageSource) Close() error {
+	var errs []error
+	s.originMu.Lock()
+	if s.origin != nil {
+		errs = append(errs, s.origin.Close())
+		s.origin = nil
+	}
+	s.originMu.Unlock()
+	if s.tmpDir != "" {
+		if err := os.RemoveAll(s.tmpDir); err != nil {
+			errs = append(errs, fmt.Errorf("removing %s: %w", s.tmpDir, err))
+		}
+		s.tmpDir = ""
+	}
+	return errors.Join(errs...)
+}
+
+// GetManifest returns the synthesised manifest. The source has a single
+// image, so instanceDigest must be nil.
+func (s *imageSource) GetManifest(ctx context.Context, instanceDigest *digest.Digest) ([]byte, string, error) {
+	if instanceDigest != nil {
+		return nil, "", fmt.Errorf("manifest %s: container %s has a single image, not a list", *instanceDigest, s.ref.builder.ContainerName())
+	}
+	return s.manifest, s.manifestType, nil
+}
+
+// HasThreadSafeGetBlob is true: GetBlob may be called from several
+// goroutines.
+func (s *imageSource) HasThreadSafeGetBlob() bool { return true }
+
+// GetSignatures returns none: a working container is not signed.
+func (s *imageSource) GetSignatures(ctx context.Context, instanceDigest *digest.Digest) ([][]byte, error) {
+	return nil, nil
+}
+
+// LayerInfosForCopy returns nil when the manifest's layers are what is
+// copied, or the list with base layers replaced by their uncompressed form
+// where their original blobs cannot be had.
+func (s *imageSource) LayerInfosForCopy(ctx context.Context, instanceDigest *digest.Digest) ([]types.BlobInfo, error) {
+	if instanceDigest != nil {
+		return nil, fmt.Errorf("layer infos of %s: container %s has a single image", *instanceDigest, s.ref.builder.ContainerName())
+	}
+	return s.layerInfosForCopy, nil
+}
+
+// GetBlob returns the config or a layer blob, and its size. The caller must
+// close the stream.
+func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (io.ReadCloser, int64, error) {
+	if info.Digest == s.configDigest {
+		return io.NopCloser(newBytesReader(s.config)), int64(len(s.config)), nil
+	}
+	bl, ok := s.blobs[info.Digest]
+	if !ok {
+		return nil, -1, fmt.Errorf("blob %s: not part of container %s's image", info.Digest, s.ref.builder.ContainerName())
+	}
+	switch {
+	case bl.path != "":
+		f, err := os.Open(bl.path)
+		if err != nil {
+			return nil, -1, fmt.Errorf("opening blob %s: %w", info.Digest, err)
+		}
+		return f, bl.size, nil
+	case bl.layerID != "":
+		rc, err := s.store.Diff("", bl.layerID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
+		if err != nil {
+			return nil, -1, fmt.Errorf("reading layer %s for blob %s: %w", bl.layerID, info.Digest, err)
+		}
+		return rc, bl.size, nil
+	default:
+		src, err := s.originSource(ctx)
+		if err != nil {
+			return nil, -1, err
+		}
+		return src.GetBlob(ctx, info, cache)
+	}
+}
+
+// originSource opens the source the base image was pulled from.
+func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, error) {
+	s.originMu.Lock()
+	defer s.originMu.Unlock()
+	if s.origin != nil {
+		return s.origin, nil
+	}
+	origin := s.ref.builder.state.FromImageOrigin
+	ref, err := alltransports.ParseImageName(origin)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the base image's origin %q: %w", origin, err)
+	}
+	src, err := ref.NewImageSource(ctx, s.sys)
+	if err != nil {
+		return nil, fmt.Errorf("opening the base image's origin %s: %w", origin, err)
+	}
+	s.origin = src
+	return src, nil
+}
+
+var _ = none.NoCache

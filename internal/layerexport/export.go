@@ -1,0 +1,209 @@
+// Package layerexport turns a layer's uncompressed tar stream into a blob in
+// one pass: the stream is normalised, hashed for its diffID, compressed,
+// hashed again for the blob digest and counted, all as the bytes go by.
+package layerexport
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/bricklayer/bricklayer/internal/tarnorm"
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// Algorithm is a blob compression.
+type Algorithm int
+
+const (
+	// None writes the tar stream as it is.
+	None Algorithm = iota
+	// Gzip compresses with parallel gzip (pgzip).
+	Gzip
+	// Zstd compresses with zstd.
+	Zstd
+)
+
+// String names the algorithm as users write it.
+func (a Algorithm) String() string {
+	switch a {
+	case None:
+		return "none"
+	case Gzip:
+		return "gzip"
+	case Zstd:
+		return "zstd"
+	}
+	return fmt.Sprintf("Algorithm(%d)", int(a))
+}
+
+// Compression parameters are fixed, not derived from GOMAXPROCS or timing,
+// so that the same input always gives the same blob.
+const (
+	gzipBlockSize   = 1 << 20
+	gzipBlocks      = 4
+	zstdConcurrency = 2
+	copyBufferSize  = 1 << 20
+	fileBufferSize  = 1 << 20
+)
+
+// Options say how a layer is exported.
+type Options struct {
+	// Algorithm is the compression of the blob.
+	Algorithm Algorithm
+	// Level is the compression level; 0 means the algorithm's default
+	// (gzip: [DefaultGzipLevel], zstd: the encoder's default speed).
+	Level int
+	// Normalize is how the tar stream is rewritten; nil copies it unchanged.
+	Normalize *tarnorm.Options
+}
+
+// DefaultGzipLevel is the gzip level used when Options.Level is 0.
+const DefaultGzipLevel = 6
+
+// Digests are what one pass over a layer learns.
+type Digests struct {
+	// DiffID is the digest of the uncompressed tar stream.
+	DiffID digest.Digest
+	// UncompressedSize is the length of the uncompressed tar stream.
+	UncompressedSize int64
+	// Digest is the digest of the blob (equal to DiffID for None).
+	Digest digest.Digest
+	// Size is the length of the blob.
+	Size int64
+}
+
+// Stream reads the tar stream src to its end, and writes the blob to dst. The
+// returned digests are valid only when the error is nil. dst is not closed.
+// ctx is checked before every read of src.
+func Stream(ctx context.Context, dst io.Writer, src io.Reader, opts Options) (Digests, error) {
+	blobDigester := digest.Canonical.Digester()
+	blobCounter := &countingWriter{}
+	blobSink := io.MultiWriter(dst, blobDigester.Hash(), blobCounter)
+
+	compressor, err := newCompressor(blobSink, opts)
+	if err != nil {
+		return Digests{}, err
+	}
+	diffIDDigester := digest.Canonical.Digester()
+	diffCounter := &countingWriter{}
+	tarSink := io.MultiWriter(compressor, diffIDDigester.Hash(), diffCounter)
+
+	src = &contextReader{ctx: ctx, r: src}
+	if opts.Normalize != nil {
+		err = tarnorm.Copy(tarSink, src, *opts.Normalize, copyBufferSize)
+	} else {
+		_, err = io.CopyBuffer(tarSink, src, make([]byte, copyBufferSize))
+	}
+	// The compressor must be closed even on error: pgzip and zstd hold
+	// goroutines until then.
+	closeErr := compressor.Close()
+	if err != nil {
+		return Digests{}, err
+	}
+	if closeErr != nil {
+		return Digests{}, fmt.Errorf("finishing %s compression: %w", opts.Algorithm, closeErr)
+	}
+	return Digests{
+		DiffID:           diffIDDigester.Digest(),
+		UncompressedSize: diffCounter.n,
+		Digest:           blobDigester.Digest(),
+		Size:             blobCounter.n,
+	}, nil
+}
+
+// ToFile exports src into a new file in dir, named by the blob digest's hex
+// value once it is complete. The file is created exclusively; on error no file
+// is left behind. If a file of that name exists already it is kept (it holds
+// the same bytes) and the new one is removed.
+func ToFile(ctx context.Context, dir string, src io.Reader, opts Options) (d Digests, path string, err error) {
+	f, err := os.CreateTemp(dir, ".layer-*.partial")
+	if err != nil {
+		return Digests{}, "", fmt.Errorf("creating temporary blob file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	bw := bufio.NewWriterSize(f, fileBufferSize)
+	if d, err = Stream(ctx, bw, src, opts); err != nil {
+		return Digests{}, "", err
+	}
+	if err = bw.Flush(); err != nil {
+		return Digests{}, "", fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	if err = f.Close(); err != nil {
+		return Digests{}, "", fmt.Errorf("closing %s: %w", f.Name(), err)
+	}
+	path = filepath.Join(dir, d.Digest.Encoded())
+	if err = os.Rename(f.Name(), path); err != nil {
+		return Digests{}, "", fmt.Errorf("naming blob %s: %w", d.Digest, err)
+	}
+	return d, path, nil
+}
+
+func newCompressor(w io.Writer, opts Options) (io.WriteCloser, error) {
+	switch opts.Algorithm {
+	case None:
+		return nopCloser{w}, nil
+	case Gzip:
+		level := opts.Level
+		if level == 0 {
+			level = DefaultGzipLevel
+		}
+		zw, err := pgzip.NewWriterLevel(w, level)
+		if err != nil {
+			return nil, fmt.Errorf("gzip level %d: %w", level, err)
+		}
+		if err := zw.SetConcurrency(gzipBlockSize, gzipBlocks); err != nil {
+			return nil, fmt.Errorf("configuring gzip: %w", err)
+		}
+		return zw, nil
+	case Zstd:
+		zopts := []zstd.EOption{zstd.WithEncoderConcurrency(zstdConcurrency)}
+		if opts.Level != 0 {
+			zopts = append(zopts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(opts.Level)))
+		}
+		zw, err := zstd.NewWriter(w, zopts...)
+		if err != nil {
+			return nil, fmt.Errorf("zstd level %d: %w", opts.Level, err)
+		}
+		return zw, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnsupportedAlgorithm, opts.Algorithm)
+}
+
+// ErrUnsupportedAlgorithm is returned for an Algorithm this package does not know.
+var ErrUnsupportedAlgorithm = errors.New("unsupported compression")
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// contextReader fails reads once its context is done.
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c *contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
