@@ -151,8 +151,11 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	}
 	destName := transports.ImageName(dest)
 	ref := &containerImageRef{builder: b, opts: opts}
-	src, err := newImageSource(ctx, ref, opts.SystemContext, nil)
+	undo := snapshotDestination(dest)
+	target := b.exportTarget(dest, opts.SystemContext)
+	src, err := newImageSource(ctx, ref, opts.SystemContext, target)
 	if err != nil {
+		undo()
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
 	defer func() {
@@ -164,11 +167,12 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 
 	policy, err := policyContext(opts.SignaturePolicyPath, opts.SystemContext)
 	if err != nil {
+		undo()
+		src.removeCreatedLayers()
 		return CommitResult{}, err
 	}
 	defer policy.Destroy() //nolint:errcheck // nothing to report
 
-	undo := snapshotDestination(dest)
 	manifestBytes, err := copy.Image(ctx, policy, dest, ref, &copy.Options{
 		ReportWriter:   opts.ReportWriter,
 		SourceCtx:      opts.SystemContext,
@@ -176,6 +180,7 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	})
 	if err != nil {
 		undo()
+		src.removeCreatedLayers()
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
 	res := CommitResult{Manifest: manifestBytes, ManifestType: manifest.GuessMIMEType(manifestBytes)}
@@ -201,6 +206,29 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	}
 	logrus.Debugf("committed container %s to %s: manifest %s", b.ContainerName(), destName, res.ManifestDigest)
 	return res, nil
+}
+
+// exportTarget picks where the new layers are written for dest: straight
+// into the store when dest is the builder's own store, into the layout when
+// dest is an OCI layout, else a private temporary directory.
+func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemContext) exportTarget {
+	switch dest.Transport().Name() {
+	case is.Transport.Name():
+		spec := "[" + b.store.GraphDriverName() + "@" + b.store.GraphRoot() + "+"
+		if strings.HasPrefix(dest.StringWithinTransport(), spec) {
+			return exportTarget{intoStore: true}
+		}
+	case "oci":
+		if sys != nil && sys.OCISharedBlobDirPath != "" {
+			break // blobs written there could not be undone with the layout
+		}
+		layoutDir, _, _ := strings.Cut(dest.StringWithinTransport(), ":")
+		dir := filepath.Join(layoutDir, "blobs", "sha256")
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			return exportTarget{blobDir: dir}
+		}
+	}
+	return exportTarget{}
 }
 
 // snapshotDestination notes what a local destination holds before a copy

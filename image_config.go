@@ -19,7 +19,7 @@ import (
 
 // describe fills in the source's blobs, config and manifest from the
 // builder's state, the base layers and the layers just exported.
-func (s *imageSource) describe(state *builderState, base []baseLayer, exported []exportedLayer) error {
+func (s *imageSource) describe(state *builderState, base []baseLayer, exported []exportedLayer, compression Compression) error {
 	opts := s.ref.opts
 	mtype := opts.manifestType()
 	created := time.Now().UTC()
@@ -70,8 +70,8 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, exported [
 		}
 	}
 	for _, el := range exported {
-		desc := v1.Descriptor{MediaType: layerMediaType(mtype, opts.Compression), Digest: el.Digest, Size: el.Size}
-		s.blobs[el.Digest] = blob{size: el.Size, path: el.path}
+		desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size}
+		s.blobs[el.Digest] = blob{size: el.Size, path: el.path, layerID: el.storeLayer}
 		layers = append(layers, desc)
 		diffIDs = append(diffIDs, el.DiffID)
 		infosForCopy = append(infosForCopy, blobInfo(desc))

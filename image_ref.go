@@ -82,7 +82,7 @@ func (r *containerImageRef) NewImageSource(ctx context.Context, sys *types.Syste
 	if sys == nil {
 		sys = r.opts.SystemContext
 	}
-	return newImageSource(ctx, r, sys, nil)
+	return newImageSource(ctx, r, sys, exportTarget{})
 }
 
 func (r *containerImageRef) NewImageDestination(ctx context.Context, sys *types.SystemContext) (types.ImageDestination, error) {

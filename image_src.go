@@ -41,6 +41,24 @@ type imageSource struct {
 
 	originMu sync.Mutex
 	origin   types.ImageSource // opened on first use; the base image's source
+
+	// createdLayers are the store layers this source wrote for a
+	// containers-storage destination, newest last.
+	createdLayers []string
+}
+
+// exportTarget says where a commit's new layers go. The zero value means
+// blob files in the source's private temporary directory.
+type exportTarget struct {
+	// blobDir, when set, receives the blob files instead: the blobs/sha256
+	// directory of an OCI layout destination, where copy.Image finds them and
+	// copies nothing. Blobs written there are not removed by Close.
+	blobDir string
+	// intoStore writes the new layers into the builder's store, uncompressed,
+	// under the IDs that the containers-storage destination of the same store
+	// will look for, so that copy.Image reuses them instead of writing them
+	// again.
+	intoStore bool
 }
 
 var _ types.ImageSource = (*imageSource)(nil)
@@ -55,17 +73,17 @@ type blob struct {
 	fromOrigin bool
 }
 
-// exportedLayer is one layer this commit writes.
+// exportedLayer is one layer this commit writes: a blob file at path, or a
+// layer of the store (storeLayer) served as its uncompressed diff.
 type exportedLayer struct {
-	layerID string
-	parent  string
 	layerexport.Digests
-	path string
+	path       string
+	storeLayer string
 }
 
 // newImageSource exports the container's new layers and builds the config
 // and manifest.
-func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.SystemContext, _ any) (_ *imageSource, err error) {
+func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.SystemContext, target exportTarget) (_ *imageSource, err error) {
 	b := ref.builder
 	b.mu.Lock()
 	state := b.state // a copy: setters may run while the export does
@@ -98,21 +116,32 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 	}
 
-	if s.tmpDir, err = os.MkdirTemp(bigFilesDir(sys), "bricklayer-"); err != nil {
-		return nil, fmt.Errorf("creating a temporary directory for container %s: %w", state.ContainerName, err)
+	var exported []exportedLayer
+	compression := ref.opts.Compression
+	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok {
+		compression = CompressionNone
+		exported, err = s.exportIntoStore(ctx, parent, chain[len(base):])
+	} else {
+		dir := target.blobDir
+		if dir == "" {
+			if s.tmpDir, err = os.MkdirTemp(bigFilesDir(sys), "bricklayer-"); err != nil {
+				return nil, fmt.Errorf("creating a temporary directory for container %s: %w", state.ContainerName, err)
+			}
+			dir = s.tmpDir
+		}
+		exported, err = s.exportLayers(ctx, dir, chain[len(base):])
 	}
-	exported, err := s.exportLayers(ctx, chain[len(base):])
 	if err != nil {
 		return nil, fmt.Errorf("exporting container %s: %w", state.ContainerName, err)
 	}
-	if err := s.describe(&state, base, exported); err != nil {
+	if err := s.describe(&state, base, exported, compression); err != nil {
 		return nil, fmt.Errorf("describing container %s: %w", state.ContainerName, err)
 	}
 	return s, nil
 }
 
 // exportLayers exports each layer into s.tmpDir, several at once.
-func (s *imageSource) exportLayers(ctx context.Context, layers []*storage.Layer) ([]exportedLayer, error) {
+func (s *imageSource) exportLayers(ctx context.Context, dir string, layers []*storage.Layer) ([]exportedLayer, error) {
 	opts := s.ref.opts
 	out := make([]exportedLayer, len(layers))
 	g, gctx := errgroup.WithContext(ctx)
@@ -123,11 +152,11 @@ func (s *imageSource) exportLayers(ctx context.Context, layers []*storage.Layer)
 	g.SetLimit(limit)
 	for i, l := range layers {
 		g.Go(func() error {
-			d, path, err := s.exportLayer(gctx, l)
+			d, path, err := s.exportLayer(gctx, dir, l)
 			if err != nil {
 				return err
 			}
-			out[i] = exportedLayer{layerID: l.ID, parent: l.Parent, Digests: d, path: path}
+			out[i] = exportedLayer{Digests: d, path: path}
 			return nil
 		})
 	}
@@ -139,7 +168,7 @@ func (s *imageSource) exportLayers(ctx context.Context, layers []*storage.Layer)
 
 // exportLayer streams one layer's diff against its parent into a blob file.
 // The diff is closed as soon as the layer is done.
-func (s *imageSource) exportLayer(ctx context.Context, l *storage.Layer) (layerexport.Digests, string, error) {
+func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.Layer) (layerexport.Digests, string, error) {
 	if err := ctx.Err(); err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("layer %s: %w", l.ID, err)
 	}
@@ -154,7 +183,7 @@ func (s *imageSource) exportLayer(ctx context.Context, l *storage.Layer) (layere
 	if err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}
-	d, path, err := layerexport.ToFile(ctx, s.tmpDir, diff, eopts)
+	d, path, err := layerexport.ToFile(ctx, dir, diff, eopts)
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

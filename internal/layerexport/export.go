@@ -83,24 +83,24 @@ type Digests struct {
 // returned digests are valid only when the error is nil. dst is not closed.
 // ctx is checked before every read of src.
 func Stream(ctx context.Context, dst io.Writer, src io.Reader, opts Options) (Digests, error) {
-	blobDigester := digest.Canonical.Digester()
 	blobCounter := &countingWriter{}
-	blobSink := io.MultiWriter(dst, blobDigester.Hash(), blobCounter)
-
-	compressor, err := newCompressor(blobSink, opts)
-	if err != nil {
-		return Digests{}, err
+	var blobDigester digest.Digester
+	var compressor io.WriteCloser
+	if opts.Algorithm == None {
+		// The blob is the tar stream: one digest serves as both.
+		compressor = nopCloser{io.MultiWriter(dst, blobCounter)}
+	} else {
+		blobDigester = digest.Canonical.Digester()
+		var err error
+		if compressor, err = newCompressor(io.MultiWriter(dst, blobDigester.Hash(), blobCounter), opts); err != nil {
+			return Digests{}, err
+		}
 	}
 	diffIDDigester := digest.Canonical.Digester()
 	diffCounter := &countingWriter{}
 	tarSink := io.MultiWriter(compressor, diffIDDigester.Hash(), diffCounter)
 
-	src = &contextReader{ctx: ctx, r: src}
-	if opts.Normalize != nil {
-		err = tarnorm.Copy(tarSink, src, *opts.Normalize, copyBufferSize)
-	} else {
-		_, err = io.CopyBuffer(tarSink, src, make([]byte, copyBufferSize))
-	}
+	err := copyTar(ctx, tarSink, src, opts.Normalize)
 	// The compressor must be closed even on error: pgzip and zstd hold
 	// goroutines until then.
 	closeErr := compressor.Close()
@@ -110,12 +110,51 @@ func Stream(ctx context.Context, dst io.Writer, src io.Reader, opts Options) (Di
 	if closeErr != nil {
 		return Digests{}, fmt.Errorf("finishing %s compression: %w", opts.Algorithm, closeErr)
 	}
-	return Digests{
+	d := Digests{
 		DiffID:           diffIDDigester.Digest(),
 		UncompressedSize: diffCounter.n,
-		Digest:           blobDigester.Digest(),
+		Digest:           diffIDDigester.Digest(),
 		Size:             blobCounter.n,
-	}, nil
+	}
+	if blobDigester != nil {
+		d.Digest = blobDigester.Digest()
+	}
+	return d, nil
+}
+
+// copyTar copies the tar stream src to dst, normalised when norm is set,
+// checking ctx before every read of src.
+func copyTar(ctx context.Context, dst io.Writer, src io.Reader, norm *tarnorm.Options) error {
+	src = &contextReader{ctx: ctx, r: src}
+	if norm != nil {
+		return tarnorm.Copy(dst, src, *norm, copyBufferSize)
+	}
+	_, err := io.CopyBuffer(dst, src, make([]byte, copyBufferSize))
+	return err
+}
+
+// Reader returns the tar stream src, normalised when norm is set, as a
+// reader for a consumer that pulls (such as storage's PutLayer). The caller
+// must Close it; Close stops the copy and waits for it to end.
+func Reader(ctx context.Context, src io.Reader, norm *tarnorm.Options) io.ReadCloser {
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(copyTar(ctx, pw, src, norm))
+	}()
+	return &pipeReader{PipeReader: pr, done: done}
+}
+
+type pipeReader struct {
+	*io.PipeReader
+	done chan struct{}
+}
+
+func (p *pipeReader) Close() error {
+	err := p.PipeReader.Close()
+	<-p.done
+	return err
 }
 
 // ToFile exports src into a new file in dir, named by the blob digest's hex
