@@ -70,11 +70,59 @@ func (s *imageSource) exportIntoStore(ctx context.Context, parent string, layers
 	return out, nil
 }
 
+// unlockedDiff returns layer l's diff against its parent, made from the
+// mounted layer without holding the store's layer lock while it is read.
+// store.Diff holds that lock until its stream is closed, and PutLayer needs
+// it, so a store.Diff stream cannot feed a PutLayer of the same store.
+func (s *imageSource) unlockedDiff(l *storage.Layer) (_ io.ReadCloser, err error) {
+	var changes []archive.Change
+	if l.Parent != "" {
+		if changes, err = s.store.Changes(l.Parent, l.ID); err != nil {
+			return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, err)
+		}
+	}
+	mp, err := s.store.Mount(l.ID, l.MountLabel)
+	if err != nil {
+		return nil, fmt.Errorf("mounting layer %s: %w", l.ID, err)
+	}
+	unmount := func() {
+		if _, err := s.store.Unmount(l.ID, false); err != nil {
+			logrus.Warnf("unmounting layer %s: %v", l.ID, err)
+		}
+	}
+	var rc io.ReadCloser
+	if l.Parent == "" {
+		rc, err = archive.TarWithOptions(mp, &archive.TarOptions{Compression: archive.Uncompressed, UIDMaps: l.UIDMap, GIDMaps: l.GIDMap})
+	} else {
+		rc, err = archive.ExportChanges(mp, changes, l.UIDMap, l.GIDMap)
+	}
+	if err != nil {
+		unmount()
+		return nil, fmt.Errorf("reading layer %s: %w", l.ID, err)
+	}
+	return &closeFunc{ReadCloser: rc, after: unmount}, nil
+}
+
+// closeFunc runs after once its ReadCloser is closed.
+type closeFunc struct {
+	io.ReadCloser
+	after func()
+}
+
+func (c *closeFunc) Close() error {
+	err := c.ReadCloser.Close()
+	if c.after != nil {
+		c.after()
+		c.after = nil
+	}
+	return err
+}
+
 // digestLayer reads a layer's diff once to learn its diffID and size.
 func (s *imageSource) digestLayer(ctx context.Context, l *storage.Layer, norm *tarnorm.Options) (layerexport.Digests, error) {
-	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
+	diff, err := s.unlockedDiff(l)
 	if err != nil {
-		return layerexport.Digests{}, fmt.Errorf("reading layer %s: %w", l.ID, err)
+		return layerexport.Digests{}, err
 	}
 	d, err := layerexport.Stream(ctx, io.Discard, diff, layerexport.Options{Algorithm: layerexport.None, Normalize: norm})
 	if cerr := diff.Close(); cerr != nil && err == nil {
@@ -89,9 +137,9 @@ func (s *imageSource) digestLayer(ctx context.Context, l *storage.Layer, norm *t
 // putLayer writes layer l's diff into the store as layer id on parent, and
 // checks that the store saw the diffID the first read computed.
 func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, id, parent string, d layerexport.Digests, norm *tarnorm.Options) error {
-	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
+	diff, err := s.unlockedDiff(l)
 	if err != nil {
-		return fmt.Errorf("reading layer %s: %w", l.ID, err)
+		return err
 	}
 	defer diff.Close()
 	stream := layerexport.Reader(ctx, diff, norm)
