@@ -39,12 +39,14 @@ func (r *Root) CopyHost(ctx context.Context, src, dst string, opts Options) (err
 			err = ferr
 		}
 	}()
-	if !fi.IsDir() {
-		return w.putHost(src, Clean(dst), fi)
-	}
+	// What src names, so that its extended attributes are read from it
+	// rather than from a symlink to it.
 	real, err := filepath.EvalSymlinks(src)
 	if err != nil {
 		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	if !fi.IsDir() {
+		return w.putHost(real, Clean(dst), fi)
 	}
 	top, created, err := r.mkdirAll(dst)
 	if err != nil {

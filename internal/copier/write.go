@@ -60,9 +60,9 @@ type dirTime struct {
 
 // put writes the item hdr describes at p, a path in the root. body supplies
 // a regular file's contents. For a hard link hdr.Linkname is the path in the
-// root of its target. Missing parent directories are made; whatever
-// non-directory is at p is replaced, and an existing directory is replaced
-// by anything but a directory, whose metadata is then set on it.
+// root of its target. Missing parent directories are made. Whatever is at
+// p is removed first (a directory with all it holds), except that a
+// directory written over a directory keeps it and only sets its metadata.
 func (w *writer) put(p string, hdr *tar.Header, body io.Reader) error {
 	p = Clean(p)
 	if p == "/" {
