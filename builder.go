@@ -26,6 +26,9 @@ import (
 	"sync"
 
 	"github.com/bricklayer/bricklayer/docker"
+	"github.com/bricklayer/bricklayer/internal/copier"
+	digest "github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker/reference"
@@ -35,8 +38,6 @@ import (
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
-	digest "github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Errors a caller can test for with errors.Is.
@@ -54,6 +55,22 @@ var (
 	ErrUnsupportedCompression = errors.New("unsupported compression")
 	// ErrLayerUnknown: a layer of the container's chain is not in the store.
 	ErrLayerUnknown = errors.New("layer not found in the store")
+	// ErrNoSource: a source given to Add or Copy is missing, or its glob
+	// pattern matches nothing.
+	ErrNoSource = errors.New("no such source")
+	// ErrInvalidChmod: AddOptions.Chmod is not an octal mode.
+	ErrInvalidChmod = errors.New("invalid mode")
+	// ErrInvalidChown: AddOptions.Chown is not "user" or "user:group".
+	ErrInvalidChown = copier.ErrInvalidChown
+	// ErrUnknownUser: a user or group name in AddOptions.Chown is not in the
+	// container's /etc/passwd or /etc/group.
+	ErrUnknownUser = copier.ErrUnknownUser
+	// ErrPathEscape: an archive entry or hard link target climbs above the
+	// directory it is extracted into ("../x").
+	ErrPathEscape = copier.ErrPathEscape
+	// ErrReservedName: a name to add starts with ".wh.", which a layer can't
+	// hold as a file, since it marks a deletion there.
+	ErrReservedName = copier.ErrReservedName
 )
 
 // Scratch is the FromImage value for a builder with no base image.
