@@ -65,7 +65,7 @@ type Options struct {
 }
 
 // DefaultGzipLevel is the gzip level used when Options.Level is 0.
-const DefaultGzipLevel = 6
+const DefaultGzipLevel = 4
 
 // Digests are what one pass over a layer learns.
 type Digests struct {
