@@ -172,7 +172,7 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	manifestBytes, err := copy.Image(ctx, policy, dest, ref, &copy.Options{
 		ReportWriter:   opts.ReportWriter,
 		SourceCtx:      opts.SystemContext,
-		DestinationCtx: opts.SystemContext,
+		DestinationCtx: destinationContext(opts),
 	})
 	if err != nil {
 		undo()
@@ -201,6 +201,21 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	}
 	logrus.Debugf("committed container %s to %s: manifest %s", b.ContainerName(), destName, res.ManifestDigest)
 	return res, nil
+}
+
+// destinationContext is the SystemContext of the destination. For an
+// uncompressed commit it tells OCI layouts to keep the layers as they are,
+// which they would compress otherwise.
+func destinationContext(opts CommitOptions) *types.SystemContext {
+	if opts.Compression != CompressionNone {
+		return opts.SystemContext
+	}
+	var sys types.SystemContext
+	if opts.SystemContext != nil {
+		sys = *opts.SystemContext
+	}
+	sys.OCIAcceptUncompressedLayers = true
+	return &sys
 }
 
 // snapshotDestination notes what a local destination holds before a copy
