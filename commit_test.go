@@ -1,0 +1,179 @@
+package bricklayer
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bricklayer/bricklayer/docker"
+	digest "github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/directory"
+	"go.podman.io/image/v5/manifest"
+	"go.podman.io/image/v5/oci/layout"
+	is "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+)
+
+// testEnv is a store, a private directory for big temporary files (checked
+// empty when the test ends) and a SystemContext that points at it.
+// TMPDIR points there too, so t.TempDir must not be called after
+// newTestEnv: use env.dir.
+type testEnv struct {
+	ctx   context.Context
+	store storage.Store
+	tmp   string
+	out   string
+	sys   *types.SystemContext
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	env := &testEnv{ctx: context.Background(), store: newTestStore(t), tmp: t.TempDir(), out: t.TempDir()}
+	env.sys = &types.SystemContext{BigFilesTemporaryDir: env.tmp}
+	t.Setenv("TMPDIR", env.tmp)
+	t.Cleanup(func() { assertEmptyDir(t, env.tmp) })
+	return env
+}
+
+// dir returns a new path (not created) for a test's output.
+func (env *testEnv) dir(t *testing.T, name string) string {
+	t.Helper()
+	d, err := os.MkdirTemp(env.out, "out-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(d, name)
+}
+
+// newFilledBuilder makes a builder from scratch, writes a tree into it and
+// returns both.
+func (env *testEnv) newFilledBuilder(t *testing.T, name string, seed uint64) (*Builder, tree) {
+	t.Helper()
+	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: Scratch, Container: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := b.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Unmount() })
+	return b, fillTree(t, mp, seed)
+}
+
+// ociRef is a reference to name in a new OCI layout under the test's
+// temporary directory.
+func ociRef(t *testing.T, dir, name string) types.ImageReference {
+	t.Helper()
+	ref, err := layout.NewReference(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+func storeRef(t *testing.T, store storage.Store, name string) types.ImageReference {
+	t.Helper()
+	ref, err := is.Transport.ParseStoreReference(store, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// checkResult compares what Commit returned with the image read back.
+func checkResult(t *testing.T, res CommitResult, img readImage) {
+	t.Helper()
+	if res.ManifestDigest != img.ManifestDigest {
+		t.Errorf("commit returned manifest digest %s, the image has %s", res.ManifestDigest, img.ManifestDigest)
+	}
+	if got := digest.FromBytes(res.Manifest); got != res.ManifestDigest {
+		t.Errorf("commit returned a manifest of digest %s as %s", got, res.ManifestDigest)
+	}
+	if res.ManifestType != img.ManifestType {
+		t.Errorf("commit returned manifest type %s, the image has %s", res.ManifestType, img.ManifestType)
+	}
+}
+
+func TestCommitManifestTypesAndCompressions(t *testing.T) {
+	env := newTestEnv(t)
+	b, want := env.newFilledBuilder(t, "work", 1)
+	stamp := time.Date(2020, 2, 3, 4, 5, 6, 0, time.UTC)
+
+	for _, tc := range []struct {
+		name        string
+		mtype       string
+		compression Compression
+		// dir: the transport written to, "oci" or "dir".
+		transport string
+		// wantType and wantLayer are the manifest type and layer media
+		// type read back.
+		wantType, wantLayer string
+		wantErr             error
+	}{
+		{"oci/gzip", "", CompressionGzip, "oci", v1.MediaTypeImageManifest, v1.MediaTypeImageLayerGzip, nil},
+		{"oci/none", v1.MediaTypeImageManifest, CompressionNone, "oci", v1.MediaTypeImageManifest, v1.MediaTypeImageLayer, nil},
+		{"oci/zstd", "", CompressionZstd, "oci", v1.MediaTypeImageManifest, v1.MediaTypeImageLayerZstd, nil},
+		// An OCI layout holds OCI manifests only: copy.Image converts.
+		{"docker-to-oci/gzip", docker.V2S2MediaTypeManifest, CompressionGzip, "oci", v1.MediaTypeImageManifest, v1.MediaTypeImageLayerGzip, nil},
+		{"docker-to-oci/none", docker.V2S2MediaTypeManifest, CompressionNone, "oci", v1.MediaTypeImageManifest, v1.MediaTypeImageLayer, nil},
+		{"docker-to-oci/zstd", docker.V2S2MediaTypeManifest, CompressionZstd, "oci", "", "", ErrUnsupportedCompression},
+		{"docker-dir/gzip", docker.V2S2MediaTypeManifest, CompressionGzip, "dir", manifest.DockerV2Schema2MediaType, docker.V2S2MediaTypeLayer, nil},
+		{"docker-dir/none", docker.V2S2MediaTypeManifest, CompressionNone, "dir", manifest.DockerV2Schema2MediaType, docker.V2S2MediaTypeUncompressedLayer, nil},
+		{"docker-dir/zstd", docker.V2S2MediaTypeManifest, CompressionZstd, "dir", "", "", ErrUnsupportedCompression},
+		{"oci-dir/zstd", "", CompressionZstd, "dir", v1.MediaTypeImageManifest, v1.MediaTypeImageLayerZstd, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := env.dir(t, "image")
+			var dest types.ImageReference
+			if tc.transport == "oci" {
+				dest = ociRef(t, dir, "latest")
+			} else {
+				var err error
+				if dest, err = directory.NewReference(dir); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := b.Commit(env.ctx, dest, CommitOptions{
+				ManifestType:     tc.mtype,
+				Compression:      tc.compression,
+				HistoryTimestamp: &stamp,
+				CreatedBy:        "test " + tc.name,
+				SystemContext:    env.sys,
+			})
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("commit: got %v, want %v", err, tc.wantErr)
+				}
+				if !strings.Contains(err.Error(), "zstd") {
+					t.Errorf("error %q does not name the compression", err)
+				}
+				assertAbsent(t, dir)
+				assertEmptyDir(t, env.tmp)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertEmptyDir(t, env.tmp)
+			img := checkImage(t, dest, wantImage{ManifestType: tc.wantType, LayerMediaType: tc.wantLayer, Layers: 1})
+			checkResult(t, res, img)
+			compareTrees(t, want, img.Tree)
+			if res.ImageID != "" {
+				t.Errorf("image ID %q for a %s destination", res.ImageID, tc.transport)
+			}
+			if img.Config.Created == nil || !img.Config.Created.Equal(stamp) {
+				t.Errorf("created %v, want %v", img.Config.Created, stamp)
+			}
+			if h := img.Config.History; len(h) != 1 || h[0].CreatedBy != "test "+tc.name || h[0].Created == nil || !h[0].Created.Equal(stamp) {
+				t.Errorf("history %+v", h)
+			}
+		})
+	}
+}
