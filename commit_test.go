@@ -1,10 +1,12 @@
 package bricklayer
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +37,8 @@ type testEnv struct {
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	env := &testEnv{ctx: context.Background(), store: newTestStore(t), tmp: t.TempDir(), out: t.TempDir()}
-	env.sys = &types.SystemContext{BigFilesTemporaryDir: env.tmp}
+	// The blob info cache is the test's own, not the host's.
+	env.sys = &types.SystemContext{BigFilesTemporaryDir: env.tmp, BlobInfoCacheDir: t.TempDir()}
 	t.Setenv("TMPDIR", env.tmp)
 	t.Cleanup(func() { assertEmptyDir(t, env.tmp) })
 	return env
@@ -173,6 +176,112 @@ func TestCommitManifestTypesAndCompressions(t *testing.T) {
 			}
 			if h := img.Config.History; len(h) != 1 || h[0].CreatedBy != "test "+tc.name || h[0].Created == nil || !h[0].Created.Equal(stamp) {
 				t.Errorf("history %+v", h)
+			}
+		})
+	}
+}
+
+func TestCommitChain(t *testing.T) {
+	env := newTestEnv(t)
+	a, wantA := env.newFilledBuilder(t, "a", 2)
+	refA := storeRef(t, env.store, "localhost/a:latest")
+	// Uncompressed, A's blob digest is its diffID, which B can reproduce
+	// from the store; a compressed blob it could only reuse (see below).
+	resA, err := a.Commit(env.ctx, refA, CommitOptions{Compression: CompressionNone, SystemContext: env.sys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgA := checkImage(t, refA, wantImage{ManifestType: v1.MediaTypeImageManifest, Layers: 1})
+	compareTrees(t, wantA, imgA.Tree)
+	mA, err := manifest.OCI1FromManifest(resA.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "localhost/a:latest", Container: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.FromImageID() != resA.ImageID {
+		t.Errorf("builder's base image %s, want %s", b.FromImageID(), resA.ImageID)
+	}
+	mp, err := b.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Unmount()
+	wantB := tree{}
+	for k, v := range wantA {
+		wantB[k] = v
+	}
+	if err := os.WriteFile(filepath.Join(mp, "added"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantB["added"] = entry{Type: tar.TypeReg, Mode: 0o644, Size: 3, Content: digest.FromString("new")}
+	if err := os.WriteFile(filepath.Join(mp, "dir/block"), []byte("changed"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	wantB["dir/block"] = entry{Type: tar.TypeReg, Mode: 0o640, Size: 7, Content: digest.FromString("changed")}
+	if err := os.Remove(filepath.Join(mp, "one")); err != nil {
+		t.Fatal(err)
+	}
+	delete(wantB, "one")
+	if err := os.RemoveAll(filepath.Join(mp, "dir/sub")); err != nil {
+		t.Fatal(err)
+	}
+	removeUnder(wantB, "dir/sub", true)
+	// The symlink into the removed directory dangles but stays.
+
+	for _, tc := range []struct {
+		compression Compression
+		layerType   string
+		// sameBlob: B's base layer blob is A's. A gzip blob is compressed
+		// anew by copy.Image from the uncompressed layer in the store, so
+		// only its diffID is A's.
+		sameBlob bool
+	}{
+		{CompressionNone, v1.MediaTypeImageLayer, true},
+		{CompressionGzip, v1.MediaTypeImageLayerGzip, false},
+	} {
+		t.Run(tc.compression.String(), func(t *testing.T) {
+			refB := ociRef(t, env.dir(t, "oci"), "b")
+			resB, err := b.Commit(env.ctx, refB, CommitOptions{Compression: tc.compression, SystemContext: env.sys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			imgB := checkImage(t, refB, wantImage{ManifestType: v1.MediaTypeImageManifest, LayerMediaType: tc.layerType, Layers: 2})
+			checkResult(t, resB, imgB)
+			compareTrees(t, wantB, imgB.Tree)
+			if len(imgB.Layers) != 2 {
+				return
+			}
+			if got, want := imgB.Layers[0].DiffID, imgA.Layers[0].DiffID; got != want {
+				t.Errorf("B's base layer diffID %s, A's %s", got, want)
+			}
+			if got, want := imgB.Config.RootFS.DiffIDs[0], imgA.Config.RootFS.DiffIDs[0]; got != want {
+				t.Errorf("B's config diffID 0 %s, A's %s", got, want)
+			}
+			if got, want := imgB.Layers[0].Digest, mA.Layers[0].Digest; tc.sameBlob && got != want {
+				t.Errorf("B's base layer blob %s, A's %s", got, want)
+			}
+			if h := imgB.Config.History; len(h) != 2 || !reflect.DeepEqual(h[0], imgA.Config.History[0]) {
+				t.Errorf("B's history %+v does not start with A's %+v", h, imgA.Config.History)
+			}
+			top := imgB.Layers[1]
+			for _, wh := range []string{".wh.one", "dir/.wh.sub"} {
+				if e, ok := top.Tree[wh]; !ok || e.Type != tar.TypeReg || e.Size != 0 {
+					t.Errorf("B's top layer has no whiteout %s (entries %v)", wh, top.Entries)
+				}
+			}
+			for _, name := range top.Entries {
+				if strings.HasPrefix(name, "dir/sub/") || name == "setuid" || name == "private/secret" {
+					t.Errorf("B's top layer holds %s, which did not change", name)
+				}
+			}
+			for _, name := range []string{"added", "dir/block"} {
+				if _, ok := top.Tree[name]; !ok {
+					t.Errorf("B's top layer lacks %s (entries %v)", name, top.Entries)
+				}
 			}
 		})
 	}
