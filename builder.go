@@ -319,7 +319,8 @@ func (b *Builder) Delete() error {
 		logrus.Debugf("unmounting container %s before removal: %v", b.state.ContainerID, err)
 	}
 	if err := b.store.DeleteContainer(b.state.ContainerID); err != nil {
-		if errors.Is(err, storage.ErrContainerUnknown) {
+		// DeleteContainer reports an unknown ID as ErrNotAContainer.
+		if errors.Is(err, storage.ErrContainerUnknown) || errors.Is(err, storage.ErrNotAContainer) {
 			return fmt.Errorf("removing container %s: %w", b.state.ContainerName, ErrContainerNotFound)
 		}
 		return fmt.Errorf("removing container %s: %w", b.state.ContainerName, err)
