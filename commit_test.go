@@ -286,3 +286,172 @@ func TestCommitChain(t *testing.T) {
 		})
 	}
 }
+
+func TestCommitToContainersStorage(t *testing.T) {
+	env := newTestEnv(t)
+	b, want := env.newFilledBuilder(t, "work", 3)
+	for _, tc := range []struct {
+		name  string
+		mtype string
+	}{
+		{"oci", ""},
+		{"docker", docker.V2S2MediaTypeManifest},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := "localhost/x-" + tc.name + ":latest"
+			extra := "localhost/extra-" + tc.name + ":1"
+			dest := storeRef(t, env.store, name)
+			res, err := b.Commit(env.ctx, dest, CommitOptions{ManifestType: tc.mtype, SystemContext: env.sys, AdditionalTags: []string{extra}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.ImageID == "" {
+				t.Fatal("no image ID for a containers-storage destination")
+			}
+			for _, n := range []string{name, extra, res.ImageID} {
+				img, err := env.store.Image(n)
+				if err != nil {
+					t.Errorf("looking up %s: %v", n, err)
+					continue
+				}
+				if img.ID != res.ImageID {
+					t.Errorf("%s is image %s, commit returned %s", n, img.ID, res.ImageID)
+				}
+			}
+			if res.Canonical == nil || res.Canonical.Digest() != res.ManifestDigest || res.Canonical.Name() != "localhost/x-"+tc.name {
+				t.Errorf("canonical reference %v, want localhost/x-%s@%s", res.Canonical, tc.name, res.ManifestDigest)
+			}
+			wantType := v1.MediaTypeImageManifest
+			if tc.mtype != "" {
+				wantType = tc.mtype
+			}
+			// By name and by ID, the image reads back whole.
+			for _, ref := range []types.ImageReference{dest, storeRef(t, env.store, res.ImageID)} {
+				img := checkImage(t, ref, wantImage{ManifestType: wantType, Layers: 1})
+				checkResult(t, res, img)
+				compareTrees(t, want, img.Tree)
+			}
+		})
+	}
+}
+
+func TestBuilderStateAndLifecycle(t *testing.T) {
+	env := newTestEnv(t)
+	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.ContainerName() != "scratch-working-container" || b.FromImage() != Scratch || b.FromImageID() != "" {
+		t.Errorf("builder %q from %q (%q)", b.ContainerName(), b.FromImage(), b.FromImageID())
+	}
+	b2, err := NewBuilder(env.ctx, env.store, BuilderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2.ContainerName() == b.ContainerName() {
+		t.Errorf("two builders named %s", b.ContainerName())
+	}
+	if _, err := NewBuilder(env.ctx, env.store, BuilderOptions{Container: b.ContainerName()}); err == nil || !strings.Contains(err.Error(), b.ContainerName()) {
+		t.Errorf("a second container named %s: %v", b.ContainerName(), err)
+	}
+
+	mp, err := b.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.MountPoint() != mp {
+		t.Errorf("mount point %q, Mount returned %q", b.MountPoint(), mp)
+	}
+	if err := os.WriteFile(filepath.Join(mp, "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	b.state.CreatedBy = "/bin/sh -c make"
+	b.state.HistoryNote = "a note"
+	b.state.Annotations = map[string]string{"org.example": "1"}
+	b.state.OCIConfig.Config.Env = []string{"A=1"}
+	b.state.DockerConfig.Config.Env = []string{"A=1"}
+	b.mu.Unlock()
+	if err := b.Save(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, nameOrID := range []string{b.ContainerName(), b.ContainerID()} {
+		o, err := OpenBuilder(env.store, nameOrID)
+		if err != nil {
+			t.Fatalf("opening %s: %v", nameOrID, err)
+		}
+		if !reflect.DeepEqual(o.state, b.state) {
+			t.Errorf("opened by %s:\n%+v\nsaved:\n%+v", nameOrID, o.state, b.state)
+		}
+	}
+
+	// A commit from the reopened builder carries the saved state.
+	o, err := OpenBuilder(env.store, b.ContainerName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := ociRef(t, env.dir(t, "oci"), "latest")
+	if _, err := o.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys}); err != nil {
+		t.Fatal(err)
+	}
+	img := checkImage(t, ref, wantImage{Layers: 1})
+	if h := img.Config.History; len(h) != 1 || h[0].CreatedBy != "/bin/sh -c make" || h[0].Comment != "a note" {
+		t.Errorf("history %+v", h)
+	}
+	if !reflect.DeepEqual(img.Config.Config.Env, []string{"A=1"}) {
+		t.Errorf("env %v", img.Config.Config.Env)
+	}
+	m, err := manifest.OCI1FromManifest(img.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Annotations["org.example"] != "1" {
+		t.Errorf("manifest annotations %v", m.Annotations)
+	}
+
+	if err := b.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if b.MountPoint() != "" {
+		t.Errorf("mount point %q after Unmount", b.MountPoint())
+	}
+	if o, err := OpenBuilder(env.store, b.ContainerID()); err != nil || o.MountPoint() != "" {
+		t.Errorf("reopened after Unmount: mount point %q, %v", o.MountPoint(), err)
+	}
+	// Mounting again shows what was written.
+	mp, err = b.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(mp, "f")); err != nil || string(data) != "x" {
+		t.Errorf("reading f after a remount: %q, %v", data, err)
+	}
+
+	dir, err := env.store.ContainerDirectory(b.ContainerID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, stateFile)); err != nil {
+		t.Fatalf("state file: %v", err)
+	}
+	if err := b.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.store.Container(b.ContainerID()); !errors.Is(err, storage.ErrContainerUnknown) {
+		t.Errorf("container after Delete: %v", err)
+	}
+	assertAbsent(t, filepath.Join(dir, stateFile))
+	for _, nameOrID := range []string{b.ContainerName(), b.ContainerID()} {
+		if _, err := OpenBuilder(env.store, nameOrID); !errors.Is(err, ErrContainerNotFound) || !strings.Contains(err.Error(), nameOrID) {
+			t.Errorf("opening %s after Delete: %v", nameOrID, err)
+		}
+	}
+	if err := b.Delete(); !errors.Is(err, ErrContainerNotFound) {
+		t.Errorf("deleting twice: %v", err)
+	}
+	// The other builder is untouched.
+	if _, err := OpenBuilder(env.store, b2.ContainerName()); err != nil {
+		t.Error(err)
+	}
+}
