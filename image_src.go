@@ -253,13 +253,13 @@ func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache ty
 		if err != nil {
 			return nil, -1, fmt.Errorf("opening blob %s: %w", info.Digest, err)
 		}
-		return f, bl.size, nil
+		return ctxReadCloser{ctx, f}, bl.size, nil
 	case bl.layerID != "":
 		rc, err := s.store.Diff("", bl.layerID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
 		if err != nil {
 			return nil, -1, fmt.Errorf("reading layer %s for blob %s: %w", bl.layerID, info.Digest, err)
 		}
-		return rc, bl.size, nil
+		return ctxReadCloser{ctx, rc}, bl.size, nil
 	default:
 		src, err := s.originSource(ctx)
 		if err != nil {
@@ -267,6 +267,20 @@ func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache ty
 		}
 		return src.GetBlob(ctx, info, cache)
 	}
+}
+
+// ctxReadCloser fails reads once ctx is done, so that a cancelled copy
+// stops reading a blob (and a destination does not commit it).
+type ctxReadCloser struct {
+	ctx context.Context
+	io.ReadCloser
+}
+
+func (r ctxReadCloser) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.ReadCloser.Read(p)
 }
 
 // originSource opens the source the base image was pulled from.
