@@ -146,10 +146,10 @@ func (o *CommitOptions) manifestType() string {
 // there leaves dest untouched; an error while copying removes what the copy
 // wrote to a local destination. The container is never changed.
 func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts CommitOptions) (CommitResult, error) {
-	if err := opts.validate(); err != nil {
-		return CommitResult{}, err
-	}
 	destName := transports.ImageName(dest)
+	if err := opts.validate(); err != nil {
+		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+	}
 	ref := &containerImageRef{builder: b, opts: opts}
 	src, err := newImageSource(ctx, ref, opts.SystemContext, nil)
 	if err != nil {
