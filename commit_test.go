@@ -455,3 +455,24 @@ func TestBuilderStateAndLifecycle(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestContainerNameThatIsAnIDPrefix(t *testing.T) {
+	// The store resolves unique ID prefixes: a name that is the prefix of
+	// another container's ID is still free.
+	store := newTestStore(t)
+	id := "b" + strings.Repeat("0", 63)
+	if _, err := store.CreateContainer(id, nil, "", "", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBuilder(context.Background(), store, BuilderOptions{Container: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := OpenBuilder(store, "b")
+	if err != nil || o.ContainerID() != b.ContainerID() {
+		t.Errorf("opening b: %v (container %s, want %s)", err, o.ContainerID(), b.ContainerID())
+	}
+	if _, err := NewBuilder(context.Background(), store, BuilderOptions{Container: id}); err == nil {
+		t.Errorf("a container named after another's ID was made")
+	}
+}
