@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 
@@ -336,7 +337,8 @@ func (b *Builder) Delete() error {
 		logrus.Debugf("unmounting container %s before removal: %v", b.state.ContainerID, err)
 	}
 	if err := b.store.DeleteContainer(b.state.ContainerID); err != nil {
-		if errors.Is(err, storage.ErrContainerUnknown) {
+		// DeleteContainer reports an unknown ID as ErrNotAContainer.
+		if errors.Is(err, storage.ErrContainerUnknown) || errors.Is(err, storage.ErrNotAContainer) {
 			return fmt.Errorf("removing container %s: %w", b.state.ContainerName, ErrContainerNotFound)
 		}
 		return fmt.Errorf("removing container %s: %w", b.state.ContainerName, err)
@@ -516,7 +518,7 @@ func layerChain(store storage.Store, top string) ([]*storage.Layer, error) {
 // the base image that no container has yet.
 func uniqueContainerName(store storage.Store, want, fromImage string) (string, error) {
 	if want != "" {
-		if _, err := store.Container(want); err == nil {
+		if nameInUse(store, want) {
 			return "", fmt.Errorf("creating container %q: the name is in use", want)
 		}
 		return want, nil
@@ -539,9 +541,17 @@ func uniqueContainerName(store storage.Store, want, fromImage string) (string, e
 	}
 	name := base + "-working-container"
 	for i := 2; ; i++ {
-		if _, err := store.Container(name); err != nil {
+		if !nameInUse(store, name) {
 			return name, nil
 		}
 		name = fmt.Sprintf("%s-working-container-%d", base, i)
 	}
+}
+
+// nameInUse reports whether a container has name as its name or ID. The
+// store also resolves unique ID prefixes, which do not count: a container
+// may be named "b" while another's ID starts with b.
+func nameInUse(store storage.Store, name string) bool {
+	c, err := store.Container(name)
+	return err == nil && (c.ID == name || slices.Contains(c.Names, name))
 }

@@ -146,10 +146,10 @@ func (o *CommitOptions) manifestType() string {
 // there leaves dest untouched; an error while copying removes what the copy
 // wrote to a local destination. The container is never changed.
 func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts CommitOptions) (CommitResult, error) {
-	if err := opts.validate(); err != nil {
-		return CommitResult{}, err
-	}
 	destName := transports.ImageName(dest)
+	if err := opts.validate(); err != nil {
+		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+	}
 	ref := &containerImageRef{builder: b, opts: opts}
 	undo := snapshotDestination(dest)
 	target := b.exportTarget(dest, opts.SystemContext)
@@ -176,7 +176,7 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	manifestBytes, err := copy.Image(ctx, policy, dest, ref, &copy.Options{
 		ReportWriter:   opts.ReportWriter,
 		SourceCtx:      opts.SystemContext,
-		DestinationCtx: opts.SystemContext,
+		DestinationCtx: destinationContext(opts),
 	})
 	if err != nil {
 		undo()
@@ -229,6 +229,21 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 		}
 	}
 	return exportTarget{}
+}
+
+// destinationContext is the SystemContext of the destination. For an
+// uncompressed commit it tells OCI layouts to keep the layers as they are,
+// which they would compress otherwise.
+func destinationContext(opts CommitOptions) *types.SystemContext {
+	if opts.Compression != CompressionNone {
+		return opts.SystemContext
+	}
+	var sys types.SystemContext
+	if opts.SystemContext != nil {
+		sys = *opts.SystemContext
+	}
+	sys.OCIAcceptUncompressedLayers = true
+	return &sys
 }
 
 // snapshotDestination notes what a local destination holds before a copy

@@ -166,6 +166,16 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, layers []*st
 	return out, nil
 }
 
+// testHookExportStarted, when set by a test, is called as each layer's
+// export begins reading it.
+var testHookExportStarted func(layerID string)
+
+func exportStarted(layerID string) {
+	if testHookExportStarted != nil {
+		testHookExportStarted(layerID)
+	}
+}
+
 // exportLayer streams one layer's diff against its parent into a blob file.
 // The diff is closed as soon as the layer is done.
 func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.Layer) (layerexport.Digests, string, error) {
@@ -183,6 +193,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	if err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}
+	exportStarted(l.ID)
 	d, path, err := layerexport.ToFile(ctx, dir, diff, eopts)
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr
@@ -282,13 +293,13 @@ func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache ty
 		if err != nil {
 			return nil, -1, fmt.Errorf("opening blob %s: %w", info.Digest, err)
 		}
-		return f, bl.size, nil
+		return ctxReadCloser{ctx, f}, bl.size, nil
 	case bl.layerID != "":
 		rc, err := s.store.Diff("", bl.layerID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
 		if err != nil {
 			return nil, -1, fmt.Errorf("reading layer %s for blob %s: %w", bl.layerID, info.Digest, err)
 		}
-		return rc, bl.size, nil
+		return ctxReadCloser{ctx, rc}, bl.size, nil
 	default:
 		src, err := s.originSource(ctx)
 		if err != nil {
@@ -296,6 +307,20 @@ func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache ty
 		}
 		return src.GetBlob(ctx, info, cache)
 	}
+}
+
+// ctxReadCloser fails reads once ctx is done, so that a cancelled copy
+// stops reading a blob (and a destination does not commit it).
+type ctxReadCloser struct {
+	ctx context.Context
+	io.ReadCloser
+}
+
+func (r ctxReadCloser) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.ReadCloser.Read(p)
 }
 
 // originSource opens the source the base image was pulled from.

@@ -124,6 +124,7 @@ func (s *imageSource) digestLayer(ctx context.Context, l *storage.Layer, norm *t
 	if err != nil {
 		return layerexport.Digests{}, err
 	}
+	exportStarted(l.ID)
 	d, err := layerexport.Stream(ctx, io.Discard, diff, layerexport.Options{Algorithm: layerexport.None, Normalize: norm})
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr

@@ -1,0 +1,379 @@
+package bricklayer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bricklayer/bricklayer/docker"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+)
+
+// Every failing commit must return an error that says what failed and
+// leave nothing behind: no temporary files, no partial image.
+
+// snapshotStore counts the store's images and layers.
+func snapshotStore(t *testing.T, store storage.Store) (images, layers int) {
+	t.Helper()
+	imgs, err := store.Images()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, err := store.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(imgs), len(ls)
+}
+
+// failCommit commits b to a new OCI layout and to containers-storage,
+// expecting both to fail with an error that is wantErr and mentions every
+// string of mention, and to leave no trace.
+func (env *testEnv) failCommit(t *testing.T, b *Builder, opts CommitOptions, wantErr error, mention ...string) {
+	t.Helper()
+	opts.SystemContext = env.sys
+	dir := env.dir(t, "oci")
+	images, layers := snapshotStore(t, env.store)
+	for _, dest := range []types.ImageReference{ociRef(t, dir, "latest"), storeRef(t, env.store, "localhost/failed:latest")} {
+		_, err := b.Commit(env.ctx, dest, opts)
+		if err == nil {
+			t.Fatalf("commit to %s succeeded", dest.Transport().Name())
+		}
+		t.Logf("commit to %s: %v", dest.Transport().Name(), err)
+		if wantErr != nil && !errors.Is(err, wantErr) {
+			t.Errorf("commit to %s: %v is not %v", dest.Transport().Name(), err, wantErr)
+		}
+		for _, s := range mention {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("commit to %s: %q does not mention %q", dest.Transport().Name(), err, s)
+			}
+		}
+		assertEmptyDir(t, env.tmp)
+	}
+	assertAbsent(t, dir)
+	if i, l := snapshotStore(t, env.store); i != images || l != layers {
+		t.Errorf("store has %d images and %d layers after failed commits, %d and %d before", i, l, images, layers)
+	}
+	if _, err := env.store.Image("localhost/failed:latest"); err == nil {
+		t.Errorf("the failed image is in the store")
+	}
+}
+
+func TestOpenUnknownContainer(t *testing.T) {
+	store := newTestStore(t)
+	_, err := OpenBuilder(store, "no-such-container")
+	if !errors.Is(err, ErrContainerNotFound) || !strings.Contains(err.Error(), "no-such-container") {
+		t.Errorf("got %v, want ErrContainerNotFound naming the container", err)
+	}
+}
+
+func TestCommitFailures(t *testing.T) {
+	t.Run("bad-options", func(t *testing.T) {
+		env := newTestEnv(t)
+		b, _ := env.newFilledBuilder(t, "work", 4)
+		env.failCommit(t, b, CommitOptions{ManifestType: docker.V2S2MediaTypeManifest, Compression: CompressionZstd}, ErrUnsupportedCompression, "work", "zstd")
+		env.failCommit(t, b, CommitOptions{Compression: Compression(42)}, ErrUnsupportedCompression, "work", "42")
+		env.failCommit(t, b, CommitOptions{ManifestType: "application/x-nonsense"}, ErrUnsupportedManifestType, "work", "application/x-nonsense")
+		if _, err := b.ImageRef(CommitOptions{ManifestType: docker.V2S2MediaTypeManifest, Compression: CompressionZstd}); !errors.Is(err, ErrUnsupportedCompression) {
+			t.Errorf("ImageRef with zstd and Docker v2s2: %v", err)
+		}
+	})
+
+	t.Run("container-deleted", func(t *testing.T) {
+		env := newTestEnv(t)
+		b, _ := env.newFilledBuilder(t, "work", 4)
+		other, err := OpenBuilder(env.store, "work")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Delete(); err != nil {
+			t.Fatal(err)
+		}
+		env.failCommit(t, b, CommitOptions{}, ErrContainerNotFound, "work")
+	})
+
+	t.Run("layer-record-removed", func(t *testing.T) {
+		// Another process removes the base image's layer from the store's
+		// records (as a crash or a careless tool could).
+		env := newTestEnv(t)
+		a, _ := env.newFilledBuilder(t, "a", 4)
+		if _, err := a.Commit(env.ctx, storeRef(t, env.store, "localhost/a:latest"), CommitOptions{SystemContext: env.sys}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "localhost/a:latest", Container: "b"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := env.store.Image("localhost/a:latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		removeLayerRecord(t, env.store, img.TopLayer)
+		if _, err := env.store.Layer(img.TopLayer); !errors.Is(err, storage.ErrLayerUnknown) {
+			t.Fatalf("layer %s still known to the builder's store: %v", img.TopLayer, err)
+		}
+		env.failCommit(t, b, CommitOptions{}, ErrLayerUnknown, "b", img.TopLayer)
+	})
+
+	t.Run("layer-data-removed", func(t *testing.T) {
+		// The container's layer is still recorded but its files are gone.
+		env := newTestEnv(t)
+		b, _ := env.newFilledBuilder(t, "work", 4)
+		if err := b.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		ctr, err := env.store.Container(b.ContainerID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		layerDir := filepath.Join(env.store.GraphRoot(), "vfs", "dir", ctr.LayerID)
+		if _, err := os.Stat(layerDir); err != nil {
+			t.Fatalf("the vfs layer directory is not where expected: %v", err)
+		}
+		if err := os.RemoveAll(layerDir); err != nil {
+			t.Fatal(err)
+		}
+		env.failCommit(t, b, CommitOptions{}, nil, "work", ctr.LayerID)
+	})
+
+	t.Run("cancelled-during-export", func(t *testing.T) {
+		env := newTestEnv(t)
+		b, _ := env.newFilledBuilder(t, "work", 4)
+		writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 32<<20)
+		ctr, err := env.store.Container(b.ContainerID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dest := range []types.ImageReference{ociRef(t, env.dir(t, "oci"), "latest"), storeRef(t, env.store, "localhost/failed:latest")} {
+			images, layers := snapshotStore(t, env.store)
+			ctx, cancel := context.WithCancel(env.ctx)
+			cancelled := false
+			testHookExportStarted = func(string) { cancelled = true; cancel() }
+			_, err := b.Commit(ctx, dest, CommitOptions{SystemContext: env.sys})
+			testHookExportStarted = nil
+			cancel()
+			if !cancelled {
+				t.Fatalf("commit to %s ended (%v) before any blob was being written", dest.Transport().Name(), err)
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("commit to %s: %v, want context.Canceled", dest.Transport().Name(), err)
+			}
+			for _, s := range []string{"work", ctr.LayerID, "export"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("%q does not mention %q", err, s)
+				}
+			}
+			assertEmptyDir(t, env.tmp)
+			if p := localPath(dest); p != "" {
+				assertAbsent(t, p)
+			}
+			if i, l := snapshotStore(t, env.store); i != images || l != layers {
+				t.Errorf("store has %d images and %d layers after a cancelled commit, %d and %d before", i, l, images, layers)
+			}
+		}
+	})
+
+	t.Run("cancelled-during-copy", func(t *testing.T) {
+		env := newTestEnv(t)
+		b, _ := env.newFilledBuilder(t, "work", 4)
+		writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 8<<20)
+		// The layout already holds an image, which must survive as it was.
+		layoutDir := env.dir(t, "oci")
+		if _, err := b.Commit(env.ctx, ociRef(t, layoutDir, "old"), CommitOptions{SystemContext: env.sys}); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(b.MountPoint(), "newer"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := listFiles(t, layoutDir)
+		index, err := os.ReadFile(filepath.Join(layoutDir, "index.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dest := range []types.ImageReference{ociRef(t, layoutDir, "new"), storeRef(t, env.store, "localhost/failed:latest")} {
+			images, layers := snapshotStore(t, env.store)
+			ctx, cancel := context.WithCancel(env.ctx)
+			// copy.Image reports each blob as it starts copying it.
+			report := &cancellingWriter{cancel: cancel, when: []byte("Copying blob")}
+			_, err := b.Commit(ctx, dest, CommitOptions{SystemContext: env.sys, Compression: CompressionNone, ReportWriter: report})
+			cancel()
+			if !report.fired() {
+				t.Fatalf("commit to %s: no blob copy was reported (%v)", dest.Transport().Name(), err)
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("commit to %s: %v, want context.Canceled", dest.Transport().Name(), err)
+			}
+			if !strings.Contains(err.Error(), "work") {
+				t.Errorf("%q does not name the container", err)
+			}
+			assertEmptyDir(t, env.tmp)
+			if i, l := snapshotStore(t, env.store); i != images || l != layers {
+				t.Errorf("store has %d images and %d layers after a cancelled commit, %d and %d before", i, l, images, layers)
+			}
+		}
+		if after := listFiles(t, layoutDir); !slices.Equal(before, after) {
+			t.Errorf("layout holds %v after a cancelled commit, %v before", after, before)
+		}
+		if got, err := os.ReadFile(filepath.Join(layoutDir, "index.json")); err != nil || !bytes.Equal(got, index) {
+			t.Errorf("index changed by a cancelled commit: %s (%v)", got, err)
+		}
+		checkImage(t, ociRef(t, layoutDir, "old"), wantImage{Layers: 1})
+	})
+}
+
+// removeLayerRecord deletes layer id from the store's layers.json as
+// another process would, bypassing the checks of store.DeleteLayer, and
+// makes store notice the change.
+func removeLayerRecord(t *testing.T, store storage.Store, id string) {
+	t.Helper()
+	path := filepath.Join(store.GraphRoot(), "vfs-layers", "layers.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var records []map[string]any
+	if err := json.Unmarshal(data, &records); err != nil {
+		t.Fatal(err)
+	}
+	n := len(records)
+	records = slices.DeleteFunc(records, func(r map[string]any) bool { return r["id"] == id })
+	if len(records) != n-1 {
+		t.Fatalf("layer %s is not in %s", id, path)
+	}
+	if data, err = json.Marshal(records); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A second store object for the same directories, as another process
+	// would have: its write marks the layer store as changed, so the
+	// builder's store reloads the records.
+	store.Free()
+	other, err := storage.GetStore(storage.StoreOptions{RunRoot: store.RunRoot(), GraphRoot: store.GraphRoot(), GraphDriverName: "vfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		other.Free()
+		if _, err := other.Shutdown(false); err != nil {
+			t.Logf("shutting down the second store: %v", err)
+		}
+	}()
+	l, err := other.CreateLayer("", "", nil, "", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.DeleteLayer(l.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeRandomFile writes size random bytes to path.
+func writeRandomFile(t *testing.T, path string, size int) {
+	t.Helper()
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// partialBlobIn is true while a blob is being written under dir.
+func partialBlobIn(dir string) bool {
+	found := false
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(d.Name(), ".partial") {
+			found = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
+}
+
+// cancelWhen polls cond and calls cancel when it holds. The returned stop
+// function ends the polling and says whether cancel was called.
+func cancelWhen(cancel context.CancelFunc, cond func() bool) (stop func() bool) {
+	done := make(chan struct{})
+	result := make(chan bool, 1)
+	go func() {
+		tick := time.NewTicker(200 * time.Microsecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				result <- false
+				return
+			case <-tick.C:
+				if cond() {
+					cancel()
+					result <- true
+					return
+				}
+			}
+		}
+	}()
+	return func() bool {
+		close(done)
+		return <-result
+	}
+}
+
+// cancellingWriter calls cancel when a write contains when.
+type cancellingWriter struct {
+	cancel context.CancelFunc
+	when   []byte
+	mu     sync.Mutex
+	hit    bool
+}
+
+func (w *cancellingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.hit && bytes.Contains(p, w.when) {
+		w.hit = true
+		w.cancel()
+	}
+	return len(p), nil
+}
+
+func (w *cancellingWriter) fired() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.hit
+}
+
+// listFiles lists the files under dir, relative to it.
+func listFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
