@@ -154,7 +154,13 @@ func (s *imageSource) exportLayer(ctx context.Context, l *storage.Layer) (layere
 	if err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}
-	d, path, err := layerexport.ToFile(ctx, s.tmpDir, diff, eopts)
+	var src io.Reader = diff
+	var progress *progressReader
+	if opts.ExportProgress != nil {
+		progress = &progressReader{r: diff, layerID: l.ID, fn: opts.ExportProgress}
+		src = progress
+	}
+	d, path, err := layerexport.ToFile(ctx, s.tmpDir, src, eopts)
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -162,6 +168,9 @@ func (s *imageSource) exportLayer(ctx context.Context, l *storage.Layer) (layere
 		return layerexport.Digests{}, "", fmt.Errorf("exporting layer %s: %w", l.ID, err)
 	}
 	logrus.Debugf("exported layer %s: diffID %s, blob %s (%d bytes)", l.ID, d.DiffID, d.Digest, d.Size)
+	if progress != nil {
+		progress.fn(LayerProgress{LayerID: l.ID, Read: progress.read, Done: true, Digest: d.Digest, Size: d.Size})
+	}
 	return d, path, nil
 }
 
