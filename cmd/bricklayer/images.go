@@ -62,7 +62,7 @@ func (a *app) imagesCommand() *cobra.Command {
 				created := units.HumanDuration(time.Since(r.Created)) + " ago"
 				size := "?"
 				if r.Size >= 0 {
-					size = units.HumanSizeWithPrecision(float64(r.Size), 3)
+					size = units.BytesSize(float64(r.Size))
 				}
 				names := r.Names
 				if len(names) == 0 {
