@@ -180,7 +180,12 @@ func inspectImage(ctx context.Context, ref types.ImageReference, sys *types.Syst
 		Layers:         []layerInfo{},
 	}
 	if stored != nil {
+		// The store's reference names the store's directories: a name reads better.
 		info.ID, info.Names = stored.ID, stored.Names
+		info.Reference = stored.ID
+		if len(stored.Names) > 0 {
+			info.Reference = stored.Names[0]
+		}
 	} else {
 		info.ID = img.ConfigInfo().Digest.Encoded()
 	}
