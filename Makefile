@@ -30,5 +30,10 @@ fmt:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# demo: build the CLI, make an image from testdata/demo into an OCI layout
+# (demo/layout) and into an embedded store (demo/storage), and inspect it.
+demo: build
+	./scripts/demo.sh $(BIN)
+
 clean:
-	rm -rf bin
+	rm -rf bin demo

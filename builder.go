@@ -525,9 +525,17 @@ func uniqueContainerName(store storage.Store, want, fromImage string) (string, e
 	}
 	base := "scratch"
 	if fromImage != "" && fromImage != Scratch {
-		base = fromImage
-		if i := strings.LastIndexAny(base, "/:"); i >= 0 && i < len(base)-1 {
+		// The last path component without tag or digest: "alpine" for
+		// docker://docker.io/library/alpine:3.20 or localhost/alpine:latest.
+		base, _, _ = strings.Cut(fromImage, "@")
+		if t, rest, ok := strings.Cut(base, ":"); ok && transports.Get(t) != nil {
+			base = strings.TrimPrefix(rest, "//")
+		}
+		if i := strings.LastIndexByte(base, '/'); i >= 0 && i < len(base)-1 {
 			base = base[i+1:]
+		}
+		if i := strings.LastIndexByte(base, ':'); i > 0 {
+			base = base[:i]
 		}
 		base = strings.Map(func(r rune) rune {
 			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {

@@ -50,6 +50,12 @@ type CommitOptions struct {
 	SignaturePolicyPath string
 	// ReportWriter receives copy.Image's progress; nil is quiet.
 	ReportWriter io.Writer
+	// ExportProgress, when set, is called while the container's new layers
+	// are exported, before anything is copied: after every read of a layer's
+	// diff, and once with Done set when its blob is complete. Layers are
+	// exported concurrently, so it must be safe to call from several
+	// goroutines, and it should return quickly.
+	ExportProgress func(LayerProgress)
 	// AdditionalTags are more names for the image when the destination is
 	// containers-storage.
 	AdditionalTags []string

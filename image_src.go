@@ -193,8 +193,14 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	if err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}
+	var src io.Reader = diff
+	var progress *progressReader
+	if opts.ExportProgress != nil {
+		progress = &progressReader{r: diff, layerID: l.ID, fn: opts.ExportProgress}
+		src = progress
+	}
 	exportStarted(l.ID)
-	d, path, err := layerexport.ToFile(ctx, dir, diff, eopts)
+	d, path, err := layerexport.ToFile(ctx, dir, src, eopts)
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -202,6 +208,9 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		return layerexport.Digests{}, "", fmt.Errorf("exporting layer %s: %w", l.ID, err)
 	}
 	logrus.Debugf("exported layer %s: diffID %s, blob %s (%d bytes)", l.ID, d.DiffID, d.Digest, d.Size)
+	if progress != nil {
+		progress.fn(LayerProgress{LayerID: l.ID, Read: progress.read, Done: true, Digest: d.Digest, Size: d.Size})
+	}
 	return d, path, nil
 }
 

@@ -1,0 +1,88 @@
+// Command bricklayer makes container images from working containers: it
+// creates a container from an image or from scratch, copies files into it,
+// sets its config and commits it to any containers/image transport.
+//
+// Exit status: 0 on success, 1 when a command failed while running (an image
+// that cannot be found, a registry that refuses a push, a full disk), 2 when
+// the command line itself is wrong (unknown command or flag, missing or extra
+// arguments, a flag value that cannot be parsed). Errors are printed to
+// stderr as one line that starts with "bricklayer: ".
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"go.podman.io/storage/pkg/reexec"
+)
+
+// Exit statuses.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+func main() {
+	// containers/storage re-executes this binary to apply layers in a chroot.
+	if reexec.Init() {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command line and returns the exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := newApp()
+	defer a.close()
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	var f *failure
+	if errors.As(err, &f) {
+		fmt.Fprintf(stderr, "bricklayer: %s\n", msg)
+		return exitFailure
+	}
+	// Everything else comes from the command line: cobra's own errors
+	// (unknown command or flag, wrong number of arguments) and the values
+	// our commands refuse before doing anything.
+	path := "bricklayer"
+	if cmd != nil && cmd != root {
+		path = cmd.CommandPath()
+		msg = cmd.Name() + ": " + msg
+	}
+	fmt.Fprintf(stderr, "bricklayer: %s (see '%s --help')\n", msg, path)
+	return exitUsage
+}
+
+// failure marks an error that happened while a command ran, as opposed to an
+// error in the command line.
+type failure struct{ err error }
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+// usageError is an error in the command line found by a command itself.
+type usageError struct{ msg string }
+
+func (u *usageError) Error() string { return u.msg }
+
+// usagef returns a usage error.
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
