@@ -20,9 +20,6 @@ import (
 // errStub is returned by the stand-ins that do nothing.
 var errStub = errors.New("not implemented on this branch (temporary stub)")
 
-
-
-
 // ApplyChange is a stub.
 func (b *Builder) ApplyChange(instruction string) error { return errStub }
 
