@@ -3,14 +3,22 @@ package bricklayer
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.podman.io/image/v5/docker/archive"
+	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 )
 
@@ -193,5 +201,266 @@ func TestCommitFullDisk(t *testing.T) {
 		delete(img.Tree, "big")
 		compareTrees(t, want, img.Tree)
 		checkImage(t, old, wantImage{Layers: 1})
+	})
+}
+
+// testRegistry is a docker-registry process serving plain HTTP on the
+// loopback interface, its storage in a directory that outlives restarts.
+type testRegistry struct {
+	t       *testing.T
+	dir     string // storage root
+	config  string
+	addr    string // 127.0.0.1:PORT
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logPath string
+}
+
+// startRegistry starts docker-registry on a free port, or skips the test
+// when it is not installed. It is killed when the test ends.
+func startRegistry(t *testing.T, dir string) *testRegistry {
+	t.Helper()
+	if _, err := exec.LookPath("docker-registry"); err != nil {
+		t.Skip("docker-registry is not installed (apt-get install docker-registry)")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &testRegistry{t: t, dir: filepath.Join(dir, "storage"), config: filepath.Join(dir, "config.yml"), logPath: filepath.Join(dir, "registry.log")}
+	r.start("127.0.0.1:0")
+	t.Cleanup(r.kill)
+	return r
+}
+
+// start runs the registry on addr and waits until it listens.
+func (r *testRegistry) start(addr string) {
+	r.t.Helper()
+	config := fmt.Sprintf("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: bricklayer-test\n", r.dir, addr)
+	if err := os.WriteFile(r.config, []byte(config), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	logFile, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer logFile.Close()
+	r.cmd = exec.Command("docker-registry", "serve", r.config)
+	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("starting docker-registry: %v", err)
+	}
+	r.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) {
+		_ = cmd.Wait()
+		close(done)
+	}(r.cmd, r.done)
+	listening := regexp.MustCompile(`listening on (127\.0\.0\.1:[0-9]+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		data, _ := os.ReadFile(r.logPath)
+		if m := listening.FindSubmatch(data); m != nil {
+			r.addr = string(m[1])
+			// The log line comes just before the accept loop: wait for it.
+			for time.Now().Before(deadline) {
+				if c, err := net.Dial("tcp", r.addr); err == nil {
+					c.Close()
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		select {
+		case <-r.done:
+			r.t.Fatalf("docker-registry exited: %s", data)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	data, _ := os.ReadFile(r.logPath)
+	r.t.Fatalf("docker-registry did not listen within 10s: %s", data)
+}
+
+// kill stops the registry at once, as a crash would.
+func (r *testRegistry) kill() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.done
+	r.cmd = nil
+}
+
+// restart starts the registry again on the same port and storage.
+func (r *testRegistry) restart() {
+	r.t.Helper()
+	r.kill()
+	r.start(r.addr)
+}
+
+// uploading is true once an upload in progress has more than n bytes in
+// the registry's storage.
+func (r *testRegistry) uploading(n int64) bool {
+	found := false
+	_ = filepath.WalkDir(r.dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "data" && strings.Contains(p, "_uploads") {
+			if fi, err := d.Info(); err == nil && fi.Size() > n {
+				found = true
+				return filepath.SkipAll
+			}
+		}
+		return nil
+	})
+	return found
+}
+
+// has reports whether the registry serves a manifest for repo:tag.
+func (r *testRegistry) has(repo, tag string) bool {
+	r.t.Helper()
+	req, err := http.NewRequest(http.MethodHead, "http://"+r.addr+"/v2/"+repo+"/manifests/"+tag, nil)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatalf("asking the registry for %s:%s: %v", repo, tag, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// killWhen kills the registry as soon as cond holds, then runs then (if
+// not nil). The returned function waits for that and says whether the kill
+// happened before stop was called.
+func (r *testRegistry) killWhen(cond func() bool, then func()) (stop func() bool) {
+	quit := make(chan struct{})
+	result := make(chan bool, 1)
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				result <- false
+				return
+			case <-tick.C:
+				if cond() {
+					_ = r.cmd.Process.Kill()
+					<-r.done
+					if then != nil {
+						then()
+					}
+					result <- true
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	var killed bool
+	return func() bool {
+		once.Do(func() {
+			close(quit)
+			killed = <-result
+		})
+		return killed
+	}
+}
+
+func TestCommitRegistryDiesMidPush(t *testing.T) {
+	env := newTestEnv(t)
+	reg := startRegistry(t, env.dir(t, "registry"))
+	b, _ := env.newFilledBuilder(t, "work", 9)
+	writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 64<<20)
+	before := readContainerState(t, b)
+	sys := *env.sys
+	sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
+	destRef := func(repo string) types.ImageReference {
+		ref, err := alltransports.ParseImageName("docker://" + reg.addr + "/" + repo + ":latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	var exports atomic.Int32
+	testHookExportStarted = func(string) { exports.Add(1) }
+	t.Cleanup(func() { testHookExportStarted = nil })
+
+	t.Run("no-retry", func(t *testing.T) {
+		exports.Store(0)
+		stop := reg.killWhen(func() bool { return reg.uploading(1 << 20) }, nil)
+		_, err := b.Commit(env.ctx, destRef("faults/once"), CommitOptions{SystemContext: &sys, Compression: CompressionNone})
+		if !stop() {
+			t.Fatalf("the upload ended (%v) before the registry could be killed", err)
+		}
+		t.Logf("commit: %v", err)
+		if err == nil {
+			t.Fatal("the commit succeeded with the registry killed mid-push")
+		}
+		for _, s := range []string{"work", reg.addr + "/faults/once"} {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("%q does not mention %q", err, s)
+			}
+		}
+		if !retryable(err) {
+			t.Errorf("a registry killed mid-push is not taken for a passing failure: %v", err)
+		}
+		if n := exports.Load(); n != 1 {
+			t.Errorf("%d layer exports, want 1", n)
+		}
+		assertEmptyDir(t, env.tmp)
+		before.assertSame(t, b)
+		reg.restart()
+		if reg.has("faults/once", "latest") {
+			t.Error("the registry has the image of a failed push")
+		}
+	})
+
+	t.Run("retry", func(t *testing.T) {
+		exports.Store(0)
+		// Killed mid-upload, the registry comes back on the same port with
+		// the same storage while the commit waits to retry.
+		stop := reg.killWhen(func() bool { return reg.uploading(1 << 20) }, func() { reg.start(reg.addr) })
+		dest := destRef("faults/retried")
+		start := time.Now()
+		res, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: &sys, Compression: CompressionNone, RetryCount: 3, RetryDelay: 200 * time.Millisecond})
+		if !stop() {
+			t.Fatalf("the upload ended (%v) before the registry could be killed", err)
+		}
+		if err != nil {
+			t.Fatalf("commit with retries: %v", err)
+		}
+		t.Logf("pushed %s in %s with a registry restart", res.ManifestDigest, time.Since(start).Round(time.Millisecond))
+		if n := exports.Load(); n != 1 {
+			t.Errorf("%d layer exports for one layer: a retry exported again", n)
+		}
+		assertEmptyDir(t, env.tmp)
+		before.assertSame(t, b)
+		if !reg.has("faults/retried", "latest") {
+			t.Fatal("the registry lacks the pushed image")
+		}
+		report, err := Verify(env.ctx, dest, &sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !report.OK() || report.Images != 1 || report.ManifestDigest != res.ManifestDigest {
+			t.Errorf("verifying the pushed image: %+v", report)
+		}
+	})
+
+	t.Run("retries-exhausted", func(t *testing.T) {
+		// The registry stays down: every try fails, and the error says how
+		// many were made.
+		exports.Store(0)
+		reg.kill()
+		start := time.Now()
+		_, err := b.Commit(env.ctx, destRef("faults/down"), CommitOptions{SystemContext: &sys, RetryCount: 2, RetryDelay: 50 * time.Millisecond})
+		t.Logf("commit after %s: %v", time.Since(start).Round(time.Millisecond), err)
+		if err == nil || !strings.Contains(err.Error(), "after 3 tries") || !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("commit to a registry that is down: %v, want connection refused after 3 tries", err)
+		}
+		if n := exports.Load(); n != 1 {
+			t.Errorf("%d layer exports, want 1", n)
+		}
+		assertEmptyDir(t, env.tmp)
 	})
 }
