@@ -119,7 +119,9 @@ func TestCommitFullDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
+			done := checkGoroutines(t)
 			_, err = b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys, Compression: c})
+			done()
 			t.Logf("commit with %s: %v", c, err)
 			if !errors.Is(err, syscall.ENOSPC) {
 				t.Errorf("commit with %s into a full temporary directory: %v, want ENOSPC", c, err)
@@ -173,8 +175,10 @@ func TestCommitFullDisk(t *testing.T) {
 		layoutBefore := listFiles(t, layoutDir)
 
 		for _, dest := range []types.ImageReference{ociRef(t, filepath.Join(small, "new-layout"), "latest"), ociRef(t, layoutDir, "new")} {
-			for _, c := range []Compression{CompressionNone, CompressionGzip} {
+			for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
+				done := checkGoroutines(t)
 				_, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys, Compression: c})
+				done()
 				t.Logf("commit with %s to %s: %v", c, dest.StringWithinTransport(), err)
 				if !errors.Is(err, syscall.ENOSPC) {
 					t.Errorf("commit with %s to a full layout: %v, want ENOSPC", c, err)
