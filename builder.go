@@ -72,6 +72,10 @@ var (
 	// ErrReservedName: a name to add starts with ".wh.", which a layer can't
 	// hold as a file, since it marks a deletion there.
 	ErrReservedName = copier.ErrReservedName
+	// ErrUnreadableName: a directory in a container made from scratch has a
+	// name that is not valid UTF-8, whose contents containers/storage would
+	// leave out of the layer.
+	ErrUnreadableName = errors.New("directory name is not valid UTF-8: containers/storage cannot read its contents into a layer")
 )
 
 // Scratch is the FromImage value for a builder with no base image.

@@ -116,6 +116,12 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 	}
 
+	if len(base) == 0 && len(chain) > 0 {
+		if err := checkDirNames(b.store, chain[0]); err != nil {
+			return nil, fmt.Errorf("exporting container %s: %w", state.ContainerName, err)
+		}
+	}
+
 	var exported []exportedLayer
 	compression := ref.opts.Compression
 	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok {
