@@ -5,7 +5,7 @@ GO      ?= go
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 BIN     := bin/bricklayer
 
-.PHONY: all build test unit race vet fmt fmt-check demo bench clean
+.PHONY: all build test unit race vet fmt fmt-check fuzz demo bench clean
 
 all: build
 
@@ -17,6 +17,22 @@ build:
 test: vet fmt-check
 	$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -race -timeout 20m -run 'Concurren|Race|Parallel' . ./internal/...
+
+# fuzz: run each fuzz target for FUZZTIME (make test runs their seeds only).
+# The first run builds every dependency with coverage instrumentation, which
+# takes minutes; later runs reuse the build cache. A failure leaves its input
+# in the package's testdata/fuzz, where go test replays it from then on.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := .:FuzzParseCompression \
+	./docker:FuzzV2ImageRoundTrip ./docker:FuzzV2S2ManifestRoundTrip \
+	./internal/copier:FuzzLookupOwner \
+	./cmd/bricklayer:FuzzLocalName ./cmd/bricklayer:FuzzTransportRef
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz: $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 unit:
 	$(GO) test -count=1 -short ./...

@@ -365,7 +365,7 @@ func resolveBaseImage(ctx context.Context, store storage.Store, opts BuilderOpti
 		} else {
 			id, err := pullImage(ctx, store, srcRef, opts)
 			if err != nil {
-				return "", "", err
+				return "", "", fmt.Errorf("base image %q: %w", name, err)
 			}
 			return id, transports.ImageName(srcRef), nil
 		}

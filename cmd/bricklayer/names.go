@@ -24,10 +24,19 @@ func transportRef(s string) (ref types.ImageReference, ok bool, err error) {
 	}
 	ref, err = alltransports.ParseImageName(s)
 	if err != nil {
-		return nil, true, usagef("%v", err)
+		return nil, true, usagef("reference %q: %v", s, err)
+	}
+	if localPathTransports[prefix] && strings.HasPrefix(ref.StringWithinTransport(), ":") {
+		// "oci:" or "oci::tag" parse, as the current directory's parent's
+		// empty name, and fail later with "mkdir : no such file".
+		return nil, true, usagef("reference %q: no path", s)
 	}
 	return ref, true, nil
 }
+
+// localPathTransports are the transports whose references start with a
+// path.
+var localPathTransports = map[string]bool{"oci": true, "oci-archive": true, "dir": true, "docker-archive": true}
 
 // localName normalises a name of a local image: a name without a registry
 // is put under localhost/ (as podman and buildah do), and a name without a
@@ -36,11 +45,12 @@ func localName(s string) (reference.Named, error) {
 	if s == "" {
 		return nil, usagef("empty image name")
 	}
+	full := s
 	first, _, hasSlash := strings.Cut(s, "/")
 	if !hasSlash || (!strings.ContainsAny(first, ".:") && first != "localhost") {
-		s = "localhost/" + s
+		full = "localhost/" + s
 	}
-	named, err := reference.ParseNormalizedNamed(s)
+	named, err := reference.ParseNormalizedNamed(full)
 	if err != nil {
 		return nil, usagef("image name %q: %v", s, err)
 	}
