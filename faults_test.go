@@ -196,6 +196,20 @@ func TestCommitFullDisk(t *testing.T) {
 		}
 		checkImage(t, old, wantImage{Layers: 1})
 
+		// A dir: destination is written by copy.Image from blobs exported
+		// to the temporary directory, which has room: the copy fails.
+		dirDest := dirRef(t, filepath.Join(small, "dir"))
+		done := checkGoroutines(t)
+		_, err := b.Commit(env.ctx, dirDest, CommitOptions{SystemContext: env.sys})
+		done()
+		t.Logf("commit to a dir: on a full file system: %v", err)
+		if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "work") {
+			t.Errorf("commit to a dir: on a full file system: %v, want ENOSPC naming the container", err)
+		}
+		assertAbsent(t, filepath.Join(small, "dir"))
+		assertEmptyDir(t, env.tmp)
+		before.assertSame(t, b)
+
 		resizeTmpfs(t, small, "64m")
 		dest := ociRef(t, layoutDir, "new")
 		if _, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys}); err != nil {

@@ -33,6 +33,17 @@ import (
 // Hostile content in a container: whatever a build step leaves in the root
 // filesystem, the commit writes a tar that holds it as it is (or says what a
 // tar cannot hold) and never reaches outside the root filesystem through it.
+//
+// What does not go through as it is:
+//   - a socket is left out of the layer (containers/storage's tar writer
+//     skips it and logs so at info level), as docker and buildah do;
+//   - a directory whose name is not UTF-8 in a container made from scratch
+//     fails the commit with ErrUnreadableName (see checkDirNames);
+//   - a path longer than PATH_MAX is written to layouts and archives, but a
+//     commit into containers-storage fails ("file name too long"): the store
+//     cannot apply it;
+//   - a sparse file is written whole, holes as zeros: the tar stream has no
+//     sparse entries (TestCommitSparseHugeFile).
 
 // hostileEntry is what a layer's tar must hold for one name.
 type hostileEntry struct {
