@@ -26,6 +26,7 @@ import (
 	"sync"
 
 	"github.com/bricklayer/bricklayer/docker"
+	"github.com/bricklayer/bricklayer/internal/dockerfile"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker/reference"
@@ -54,6 +55,15 @@ var (
 	ErrUnsupportedCompression = errors.New("unsupported compression")
 	// ErrLayerUnknown: a layer of the container's chain is not in the store.
 	ErrLayerUnknown = errors.New("layer not found in the store")
+	// ErrInvalidPort: a port spec given to [Builder.SetPort] or EXPOSE is not
+	// PORT[-PORT][/PROTO] with ports 1-65535 and PROTO tcp, udp or sctp.
+	ErrInvalidPort = dockerfile.ErrInvalidPort
+	// ErrInvalidSignal: a stop signal is neither a signal name nor a number
+	// from 1 to 64.
+	ErrInvalidSignal = dockerfile.ErrInvalidSignal
+	// ErrInvalidChange: [Builder.ApplyChange] was given an unknown
+	// instruction or a malformed one.
+	ErrInvalidChange = errors.New("invalid change")
 )
 
 // Scratch is the FromImage value for a builder with no base image.
