@@ -784,12 +784,16 @@ func TestConfigConcurrentWithCommit(t *testing.T) {
 		}
 	}()
 	dir := t.TempDir()
-	for i := range 3 {
+	for i := range 6 {
 		ref, err := directory.NewReference(filepath.Join(dir, fmt.Sprint(i)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.Commit(ctx, ref, CommitOptions{ManifestType: docker.V2S2MediaTypeManifest, Compression: CompressionNone}); err != nil {
+		opts := CommitOptions{Compression: CompressionNone}
+		if i%2 == 1 {
+			opts.ManifestType = docker.V2S2MediaTypeManifest
+		}
+		if _, err := b.Commit(ctx, ref, opts); err != nil {
 			t.Fatal(err)
 		}
 	}
