@@ -27,6 +27,8 @@ import (
 
 	"github.com/bricklayer/bricklayer/docker"
 	"github.com/bricklayer/bricklayer/internal/dockerfile"
+	digest "github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/docker/reference"
@@ -36,8 +38,6 @@ import (
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
-	digest "github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Errors a caller can test for with errors.Is.
