@@ -19,6 +19,7 @@ import (
 	"go.podman.io/image/v5/directory"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/oci/layout"
+	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
 )
 
@@ -799,4 +800,69 @@ func TestConfigConcurrentWithCommit(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// TestConfigFromBaseImage starts from a Docker-format base image: the
+// builder inherits its config, Docker-only fields included, and the
+// setters can take away what the base set.
+func TestConfigFromBaseImage(t *testing.T) {
+	ctx := context.Background()
+	store := newTestStore(t)
+	base, err := NewBuilder(ctx, store, BuilderOptions{FromImage: Scratch, Container: "base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := base.ApplyChanges([]string{
+		`ENV A=1 B=2`, `LABEL keep=1 drop=2`, `EXPOSE 80 443`, `VOLUME /a /b`,
+		`HEALTHCHECK --retries=2 CMD ["/check"]`, `ONBUILD RUN make`, `CMD ["base"]`,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	base.SetHostname("basehost")
+	ref, err := is.Transport.ParseStoreReference(store, "localhost/base:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := base.Commit(ctx, ref, CommitOptions{ManifestType: docker.V2S2MediaTypeManifest}); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := NewBuilder(ctx, store, BuilderOptions{FromImage: "localhost/base:latest", Container: "child"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, "inherited Env", b.Env(), []string{"A=1", "B=2"})
+	equal(t, "inherited Healthcheck", b.Healthcheck(), &docker.HealthConfig{Test: []string{"CMD", "/check"}, Retries: 2})
+	equal(t, "inherited OnBuild", b.OnBuild(), []string{"RUN make"})
+	equal(t, "inherited Hostname", b.Hostname(), "basehost")
+
+	b.UnsetEnv("A")
+	b.UnsetLabel("drop")
+	if err := b.UnsetPort("443"); err != nil {
+		t.Fatal(err)
+	}
+	b.RemoveVolume("/b")
+	b.SetHealthcheck(nil)
+	b.ClearOnBuild()
+	b.SetHostname("")
+	b.SetCmd(nil)
+	warnings := captureWarnings(t)
+	c := commitBoth(t, b)
+	if w := warnings.take(); len(w) != 0 {
+		t.Errorf("the Docker-only fields were all removed, yet the OCI commit warned: %q", w)
+	}
+	rc := c.runConfig(t)
+	equal(t, "OCI Env", c.oci.Config.Env, []string{"B=2"})
+	equal(t, "Docker Env", rc.Env, []string{"B=2"})
+	equal(t, "OCI Labels", c.oci.Config.Labels, map[string]string{"keep": "1"})
+	equal(t, "Docker Labels", rc.Labels, map[string]string{"keep": "1"})
+	equal(t, "OCI ExposedPorts", c.oci.Config.ExposedPorts, keySet("80/tcp"))
+	equal(t, "Docker ExposedPorts", rc.ExposedPorts, portSet("80/tcp"))
+	equal(t, "OCI Volumes", c.oci.Config.Volumes, keySet("/a"))
+	equal(t, "Docker Volumes", rc.Volumes, keySet("/a"))
+	equal(t, "OCI Cmd", c.oci.Config.Cmd, []string(nil))
+	equal(t, "Docker Cmd", rc.Cmd, []string(nil))
+	equal(t, "Docker Healthcheck", rc.Healthcheck, (*docker.HealthConfig)(nil))
+	equal(t, "Docker OnBuild", rc.OnBuild, []string(nil))
+	equal(t, "Docker Hostname", rc.Hostname, "")
 }
