@@ -11,6 +11,7 @@ import (
 	"github.com/bricklayer/bricklayer/docker"
 	"github.com/bricklayer/bricklayer/internal/dockerfile"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sirupsen/logrus"
 )
 
 // The setters below change the builder's image configs in memory only; call
@@ -27,8 +28,13 @@ import (
 // caller may reuse its arguments. Getters return copies too.
 
 // SetEnv sets the environment variable k to v, replacing an earlier value
-// in place or adding it at the end.
+// in place or adding it at the end. A name that is empty or holds "=" cannot
+// be written as KEY=VALUE: it is ignored, with a warning.
 func (b *Builder) SetEnv(k, v string) {
+	if k == "" || strings.Contains(k, "=") {
+		logrus.Warnf("container %s: ignoring the environment variable name %q: it is empty or holds \"=\"", b.ContainerName(), k)
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.state.setEnv(k, v)

@@ -182,6 +182,14 @@ var configCases = []configCase{
 		equal(t, "Docker Env", c.runConfig(t).Env, want)
 		equal(t, "Docker Env read by c/image", c.dockerAsOCI.Config.Env, want)
 	}},
+	{"SetEnv ignores bad names", func(t *testing.T, b *Builder) {
+		b.SetEnv("", "x")
+		b.SetEnv("A=B", "x")
+		b.SetEnv("OK", "")
+	}, func(t *testing.T, c committed) {
+		equal(t, "OCI Env", c.oci.Config.Env, []string{"OK="})
+		equal(t, "Docker Env", c.runConfig(t).Env, []string{"OK="})
+	}},
 	{"UnsetEnv", func(t *testing.T, b *Builder) {
 		b.SetEnv("A", "1")
 		b.SetEnv("B", "2")

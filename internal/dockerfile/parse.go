@@ -93,7 +93,7 @@ var (
 //
 // The text holds one instruction; blank lines and "#" comment lines around
 // it are ignored, and a line ending in a backslash is continued by the next.
-// Errors describe what is wrong without repeating text; callers quote it.
+// Errors say what is wrong; callers quote the whole text in their own.
 func Parse(text string, env []string) (*Instruction, error) {
 	if !utf8.ValidString(text) {
 		return nil, errors.New("the instruction is not valid UTF-8")
