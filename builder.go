@@ -28,6 +28,7 @@ import (
 
 	"github.com/bricklayer/bricklayer/docker"
 	"github.com/bricklayer/bricklayer/internal/copier"
+	"github.com/bricklayer/bricklayer/internal/dockerfile"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
@@ -72,6 +73,15 @@ var (
 	// ErrReservedName: a name to add starts with ".wh.", which a layer can't
 	// hold as a file, since it marks a deletion there.
 	ErrReservedName = copier.ErrReservedName
+	// ErrInvalidPort: a port spec given to [Builder.SetPort] or EXPOSE is not
+	// PORT[-PORT][/PROTO] with ports 1-65535 and PROTO tcp, udp or sctp.
+	ErrInvalidPort = dockerfile.ErrInvalidPort
+	// ErrInvalidSignal: a stop signal is neither a signal name nor a number
+	// from 1 to 64.
+	ErrInvalidSignal = dockerfile.ErrInvalidSignal
+	// ErrInvalidChange: [Builder.ApplyChange] was given an unknown
+	// instruction or a malformed one.
+	ErrInvalidChange = errors.New("invalid change")
 )
 
 // Scratch is the FromImage value for a builder with no base image.

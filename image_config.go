@@ -111,6 +111,9 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, exported [
 
 // ociConfig is the OCI config blob of the image.
 func ociConfig(state *builderState, created time.Time, diffIDs []digest.Digest, newHistory []v1.History) ([]byte, error) {
+	for _, f := range dockerOnlyFields(state) {
+		logrus.Warnf("committing container %s as an OCI image: the OCI format has no %s, the image goes without it", state.ContainerName, f)
+	}
 	c := state.OCIConfig
 	c.Created = &created
 	c.RootFS = v1.RootFS{Type: "layers", DiffIDs: diffIDs}
