@@ -137,14 +137,7 @@ func TestEndToEnd(t *testing.T) {
 	c.fails(1, `"e2e"`, "from", "scratch", "--name", "e2e")
 
 	// copy
-	if _, stderr, code := c.run("copy", "e2e", src, "/app"); code != 0 && strings.Contains(stderr, "temporary stub") {
-		// TODO(merge): remove this branch once the content branch's Copy
-		// replaces config_stub_tmp.go; the checks below then test Copy.
-		t.Log("SKIPPED copy: Builder.Copy is a stub on this branch; filling the container through mount instead")
-		mp := strings.TrimSpace(c.ok("mount", "e2e"))
-		copyTree(t, src, filepath.Join(mp, "app"))
-		c.ok("umount", "e2e")
-	} else if code != 0 {
+	if _, stderr, code := c.run("copy", "e2e", src, "/app"); code != 0 {
 		t.Fatalf("copy: exit %d: %s", code, stderr)
 	}
 	mp := strings.TrimSpace(c.ok("mount", "e2e"))
@@ -171,10 +164,7 @@ func TestEndToEnd(t *testing.T) {
 	if !slices.Equal(ci.OCIConfig.Config.Env, []string{"A=2"}) {
 		t.Errorf("after --env B- --env A=2, Env is %q", ci.OCIConfig.Config.Env)
 	}
-	if _, stderr, code := c.run("config", "e2e", "--change", "LABEL l2=v2"); code != 0 && strings.Contains(stderr, "temporary stub") {
-		// TODO(merge): remove once the config branch's ApplyChange lands.
-		t.Log("SKIPPED --change: Builder.ApplyChange is a stub on this branch")
-	} else if code != 0 {
+	if _, stderr, code := c.run("config", "e2e", "--change", "LABEL l2=v2"); code != 0 {
 		t.Errorf("config --change: exit %d: %s", code, stderr)
 	} else {
 		c.jsonOut(&ci, "inspect", "--json", "e2e")
@@ -411,29 +401,3 @@ func writeFile(t *testing.T, path, content string, mode os.FileMode) {
 	}
 }
 
-// copyTree copies the regular files and directories under src to dst.
-func copyTree(t *testing.T, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(target, info.Mode().Perm())
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, data, info.Mode().Perm())
-	})
-	if err != nil {
-		t.Fatalf("copying %s to %s: %v", src, dst, err)
-	}
-}
