@@ -57,6 +57,9 @@ var (
 	ErrUnsupportedCompression = errors.New("unsupported compression")
 	// ErrLayerUnknown: a layer of the container's chain is not in the store.
 	ErrLayerUnknown = errors.New("layer not found in the store")
+	// ErrLayerCorrupt: a layer's content does not match the digest the
+	// store or the image records for it.
+	ErrLayerCorrupt = errors.New("layer content does not match its digest")
 	// ErrNoSource: a source given to Add or Copy is missing, or its glob
 	// pattern matches nothing.
 	ErrNoSource = errors.New("no such source")

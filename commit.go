@@ -231,8 +231,11 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 		layoutDir, _, _ := strings.Cut(dest.StringWithinTransport(), ":")
 		dir := filepath.Join(layoutDir, "blobs", "sha256")
 		if err := os.MkdirAll(dir, 0o755); err == nil {
-			return exportTarget{blobDir: dir}
+			return exportTarget{blobDir: dir, exportBase: true}
 		}
+		return exportTarget{exportBase: true}
+	case "dir", "oci-archive", "docker-archive":
+		return exportTarget{exportBase: true}
 	}
 	return exportTarget{}
 }

@@ -2,7 +2,6 @@ package bricklayer
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -19,7 +18,7 @@ import (
 
 // describe fills in the source's blobs, config and manifest from the
 // builder's state, the base layers and the layers just exported.
-func (s *imageSource) describe(state *builderState, base []baseLayer, exported []exportedLayer, compression Compression) error {
+func (s *imageSource) describe(state *builderState, base []baseLayer, baseExported map[int]exportedLayer, exported []exportedLayer, compression Compression, serveOrigin bool) error {
 	opts := s.ref.opts
 	mtype := opts.manifestType()
 	created := time.Now().UTC()
@@ -27,20 +26,19 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, exported [
 		created = opts.HistoryTimestamp.UTC()
 	}
 
-	serveOrigin := false
-	if state.FromImageOrigin != "" {
-		if _, err := s.originSource(context.Background()); err == nil {
-			serveOrigin = true
-		} else {
-			logrus.Debugf("base image origin unavailable, serving its layers from the store: %v", err)
-		}
-	}
-
 	var layers []v1.Descriptor
 	var diffIDs []digest.Digest
 	var infosForCopy []types.BlobInfo
 	substituted := false
-	for _, bl := range base {
+	for i, bl := range base {
+		if el, ok := baseExported[i]; ok {
+			desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size}
+			s.blobs[el.Digest] = blob{size: el.Size, path: el.path}
+			layers = append(layers, desc)
+			diffIDs = append(diffIDs, el.DiffID)
+			infosForCopy = append(infosForCopy, blobInfo(desc))
+			continue
+		}
 		desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
 		diffIDs = append(diffIDs, bl.DiffID)
 		uncompressed := v1.Descriptor{MediaType: layerMediaType(mtype, CompressionNone), Digest: bl.DiffID, Size: -1}
