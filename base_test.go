@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/signature"
 )
 
 // layerDigests returns the layer digests of a manifest.
@@ -111,4 +112,21 @@ func TestBaseLayersKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("without-origin")
+}
+
+// TestCommitWithoutPolicyFile commits on a system with no signature policy
+// file anywhere: the source is the caller's own container, so the commit
+// goes ahead.
+func TestCommitWithoutPolicyFile(t *testing.T) {
+	env := newTestEnv(t)
+	t.Setenv("HOME", env.dir(t, "home"))
+	b, _ := env.newFilledBuilder(t, "work", 7)
+	sys := *env.sys
+	sys.RootForImplicitAbsolutePaths = env.dir(t, "emptyroot")
+	if _, err := signature.DefaultPolicy(&sys); err == nil {
+		t.Fatal("a policy file was found; the test needs a system without one")
+	}
+	if _, err := b.Commit(env.ctx, ociRef(t, env.dir(t, "oci"), "x"), CommitOptions{SystemContext: &sys}); err != nil {
+		t.Fatalf("commit without a policy file: %v", err)
+	}
 }
