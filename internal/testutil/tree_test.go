@@ -46,18 +46,25 @@ func TestDiffSnapshotsFindsEachKind(t *testing.T) {
 	if e := want["bin/su"]; e.Perm&os.ModeSetuid == 0 {
 		t.Errorf("bin/su has mode %v, want setuid", e.Perm)
 	}
+	edit := func(name string, f func(e *Entry)) func(m map[string]Entry) {
+		return func(m map[string]Entry) {
+			e := m[name]
+			f(&e)
+			m[name] = e
+		}
+	}
 	mutations := []struct {
 		name   string
 		mutate func(m map[string]Entry)
 		owners bool
 	}{
-		{"data/block", func(m map[string]Entry) { e := m["data/block"]; e.SHA256 = strings.Repeat("0", 64); m["data/block"] = e }, false},
-		{"data/block", func(m map[string]Entry) { e := m["data/block"]; e.Size++; m["data/block"] = e }, false},
-		{"bin/su", func(m map[string]Entry) { e := m["bin/su"]; e.Perm &^= os.ModeSetuid; m["bin/su"] = e }, false},
-		{"lib", func(m map[string]Entry) { e := m["lib"]; e.Target = "usr/lib64"; m["lib"] = e }, false},
-		{"tmp/fifo", func(m map[string]Entry) { e := m["tmp/fifo"]; e.Type = 0; m["tmp/fifo"] = e }, false},
-		{"home/user", func(m map[string]Entry) { e := m["home/user"]; e.UID++; m["home/user"] = e }, true},
-		{"data/linked", func(m map[string]Entry) { e := m["data/linked"]; e.Links = nil; m["data/linked"] = e }, false},
+		{"data/block", edit("data/block", func(e *Entry) { e.SHA256 = strings.Repeat("0", 64) }), false},
+		{"data/block", edit("data/block", func(e *Entry) { e.Size++ }), false},
+		{"bin/su", edit("bin/su", func(e *Entry) { e.Perm &^= os.ModeSetuid }), false},
+		{"lib", edit("lib", func(e *Entry) { e.Target = "usr/lib64" }), false},
+		{"tmp/fifo", edit("tmp/fifo", func(e *Entry) { e.Type = 0 }), false},
+		{"home/user", edit("home/user", func(e *Entry) { e.UID++ }), true},
+		{"data/linked", edit("data/linked", func(e *Entry) { e.Links = nil }), false},
 		{"etc/hostname", func(m map[string]Entry) { delete(m, "etc/hostname") }, false},
 		{"extra", func(m map[string]Entry) { m["extra"] = Entry{} }, false},
 	}
