@@ -219,11 +219,12 @@ func writtenManifestType(transport, mtype string) string {
 
 // writtenCompression is the compression a layer written to transport must
 // have when the commit asked for c (top: the layer the commit exported, not
-// a base layer served from the store); false when nothing is required:
-//   - a registry destination always compresses, so "none" becomes gzip;
-//   - copy.Image compresses base layers it is given uncompressed with gzip,
-//     even in a zstd commit (asking it for zstd would recompress a pulled
-//     base image's gzip layers too, changing their digests);
+// a base layer); false when nothing is required:
+//   - local destinations get every layer the commit writes in c, base
+//     layers included when their original blobs cannot be served;
+//   - a registry compresses what it is given uncompressed, with gzip: "none"
+//     becomes gzip, and so do base layers of a zstd commit served
+//     uncompressed from the store;
 //   - containers-storage keeps layers uncompressed; the manifest it records
 //     names the blob it was given or the uncompressed diff (a commit into
 //     the builder's own store writes the new layer there uncompressed);
@@ -234,12 +235,9 @@ func writtenCompression(transport string, c bricklayer.Compression, top bool) (b
 	case tStorage, tDocArchive:
 		return c, false
 	case tRegistry:
-		if c == bricklayer.CompressionNone {
+		if c == bricklayer.CompressionNone || (c == bricklayer.CompressionZstd && !top) {
 			return bricklayer.CompressionGzip, true
 		}
-	}
-	if c == bricklayer.CompressionZstd && !top {
-		return bricklayer.CompressionGzip, true
 	}
 	return c, true
 }
