@@ -40,7 +40,7 @@ func newEnv(t *testing.T) *env {
 		t.Skip("integration test skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("integration test needs root: it gives files to other owners and unpacks them with umoci")
+		t.Skip("integration test needs root: the store chowns, the trees have several owners, umoci unpacks them")
 	}
 	e := &env{
 		skopeo: testutil.RequireTool(t, "skopeo"),
@@ -80,9 +80,13 @@ func newEnv(t *testing.T) *env {
 }
 
 // newStore opens a vfs store under t.TempDir(), shut down when the test
-// ends, and returns it with its graph root and run root.
+// ends, and returns it with its graph root and run root. The test is
+// skipped unless it runs as root: the store chowns its layer directories.
 func newStore(t *testing.T) (store storage.Store, root, runroot string) {
 	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("test needs root: a vfs store chowns its layer directories")
+	}
 	dir := t.TempDir()
 	root, runroot = filepath.Join(dir, "root"), filepath.Join(dir, "run")
 	store, err := storage.GetStore(storage.StoreOptions{RunRoot: runroot, GraphRoot: root, GraphDriverName: "vfs"})
