@@ -90,6 +90,9 @@ func checkImage(t *testing.T, e *env, tg target, want expect) (config []byte) {
 	if d := digest.FromBytes(cfgRaw); d != m.Config.Digest || int64(len(cfgRaw)) != m.Config.Size {
 		t.Errorf("%s: config is %s (%d bytes), manifest says %s (%d bytes)", tg.name, d, len(cfgRaw), m.Config.Digest, m.Config.Size)
 	}
+	if written := parseManifest(t, "commit result", want.result.Manifest); written.Config.Digest != m.Config.Digest {
+		t.Errorf("%s: skopeo reads config %s, the commit wrote %s", tg.name, m.Config.Digest, written.Config.Digest)
+	}
 	cfg := parseConfig(t, tg.name, cfgRaw, want.layers)
 	if wantType == v1.MediaTypeImageManifest {
 		validateSchema(t, tg.name+" config", schema.ValidatorMediaTypeImageConfig, cfgRaw)
