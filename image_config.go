@@ -3,7 +3,6 @@ package bricklayer
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -219,4 +218,3 @@ func blobInfo(d v1.Descriptor) types.BlobInfo {
 
 func newBytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
-var _ = fmt.Sprint

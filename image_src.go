@@ -12,7 +12,6 @@ import (
 	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
-	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
@@ -424,4 +423,3 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 	return src, nil
 }
 
-var _ = none.NoCache
