@@ -217,4 +217,3 @@ func blobInfo(d v1.Descriptor) types.BlobInfo {
 }
 
 func newBytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
-

@@ -422,4 +422,3 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 	s.origin = src
 	return src, nil
 }
-
