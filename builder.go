@@ -72,6 +72,13 @@ var (
 	// ErrReservedName: a name to add starts with ".wh.", which a layer can't
 	// hold as a file, since it marks a deletion there.
 	ErrReservedName = copier.ErrReservedName
+	// ErrInvalidOptions: CommitOptions that contradict each other, or that
+	// the manifest type or destination cannot honour.
+	ErrInvalidOptions = errors.New("invalid commit options")
+	// ErrSigningUnsupported: CommitOptions.SignBy in a build without gpgme
+	// (the containers_image_openpgp tag), which can verify OpenPGP
+	// signatures but not make them.
+	ErrSigningUnsupported = errors.New("signing with an OpenPGP key is not supported by this build")
 )
 
 // Scratch is the FromImage value for a builder with no base image.

@@ -22,10 +22,8 @@ import (
 func (s *imageSource) describe(state *builderState, base []baseLayer, exported []exportedLayer, compression Compression) error {
 	opts := s.ref.opts
 	mtype := opts.manifestType()
-	created := time.Now().UTC()
-	if opts.HistoryTimestamp != nil {
-		created = opts.HistoryTimestamp.UTC()
-	}
+	created := opts.createdTime()
+	opts.adjustState(state)
 
 	serveOrigin := false
 	if state.FromImageOrigin != "" {
@@ -70,7 +68,7 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, exported [
 		}
 	}
 	for _, el := range exported {
-		desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size}
+		desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size, Annotations: opts.layerAnnotations()}
 		s.blobs[el.Digest] = blob{size: el.Size, path: el.path, layerID: el.storeLayer}
 		layers = append(layers, desc)
 		diffIDs = append(diffIDs, el.DiffID)
@@ -80,18 +78,7 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, exported [
 		s.layerInfosForCopy = infosForCopy
 	}
 
-	createdBy := state.CreatedBy
-	if opts.CreatedBy != "" {
-		createdBy = opts.CreatedBy
-	}
-	comment := state.HistoryNote
-	if opts.HistoryComment != "" {
-		comment = opts.HistoryComment
-	}
-	var newHistory []v1.History
-	for range exported {
-		newHistory = append(newHistory, v1.History{Created: &created, CreatedBy: createdBy, Comment: comment, Author: state.OCIConfig.Author})
-	}
+	newHistory := opts.newHistory(state, len(exported), created)
 
 	var err error
 	switch mtype {

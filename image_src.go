@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
-	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
@@ -118,7 +117,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 
 	var exported []exportedLayer
 	compression := ref.opts.Compression
-	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok {
+	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok && !ref.opts.composesLayers() {
 		compression = CompressionNone
 		exported, err = s.exportIntoStore(ctx, parent, chain[len(base):])
 	} else {
@@ -129,7 +128,11 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 			}
 			dir = s.tmpDir
 		}
-		exported, err = s.exportLayers(ctx, dir, chain[len(base):])
+		if ref.opts.composesLayers() {
+			exported, base, err = s.exportComposed(ctx, dir, ctr, chain, base)
+		} else {
+			exported, err = s.exportLayers(ctx, dir, chain[len(base):])
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("exporting container %s: %w", state.ContainerName, err)
@@ -186,7 +189,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	eopts := layerexport.Options{
 		Algorithm: exportAlgorithm(opts.Compression),
 		Level:     opts.CompressionLevel,
-		Normalize: &tarnorm.Options{},
+		Normalize: opts.tarNormalization(),
 	}
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
 	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
