@@ -1,7 +1,8 @@
 // Package tarnorm rewrites a tar stream into a normalised form, so that the
 // same tree always gives the same bytes: numeric owners only, no access or
-// change times, whole-second modification times (optionally clamped), and no
-// PAX records but extended attributes, which the tar writer sorts.
+// change times, whole-second modification times (optionally clamped),
+// whiteouts dated at the epoch, and no PAX records but extended attributes,
+// which the tar writer sorts.
 package tarnorm
 
 import (
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"time"
 )
@@ -23,6 +25,10 @@ type Options struct {
 
 // xattrPrefix is the PAX record prefix that carries extended attributes.
 const xattrPrefix = "SCHILY.xattr."
+
+// whiteoutPrefix starts the base name of an entry that marks a deletion
+// (or, as ".wh..wh..opq", an opaque directory).
+const whiteoutPrefix = ".wh."
 
 // Copy reads the tar stream src and writes its normalised form to dst,
 // including the end-of-archive marker. It does not close dst. Entry contents
@@ -63,6 +69,11 @@ func Header(hdr *tar.Header, opts Options) {
 	hdr.Uname, hdr.Gname = "", ""
 	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
 	hdr.ModTime = hdr.ModTime.Truncate(time.Second)
+	if strings.HasPrefix(path.Base(hdr.Name), whiteoutPrefix) {
+		// A whiteout's time is when the diff was made, not anything in
+		// the tree; nothing reads it back.
+		hdr.ModTime = time.Unix(0, 0)
+	}
 	if !opts.ClampMtime.IsZero() && hdr.ModTime.After(opts.ClampMtime) {
 		hdr.ModTime = opts.ClampMtime
 	}
