@@ -324,13 +324,11 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 	return exportTarget{}
 }
 
-// destinationContext is the SystemContext of the destination. For an
-// uncompressed commit it tells OCI layouts to keep the layers as they are,
-// which they would compress otherwise.
+// destinationContext is the SystemContext of the destination. It tells OCI
+// layouts to keep uncompressed layers as they are, which they would compress
+// otherwise: the layers the commit writes are already compressed as asked,
+// and base image layers are kept as the base image has them.
 func destinationContext(opts CommitOptions) *types.SystemContext {
-	if opts.Compression != CompressionNone {
-		return opts.SystemContext
-	}
 	var sys types.SystemContext
 	if opts.SystemContext != nil {
 		sys = *opts.SystemContext
