@@ -177,8 +177,15 @@ type readImage struct {
 // entries unless it has no history at all.
 func checkImage(t testing.TB, ref types.ImageReference, want wantImage) readImage {
 	t.Helper()
+	return checkImageWith(t, ref, nil, want)
+}
+
+// checkImageWith is checkImage reading through sys (a registry's TLS
+// settings, registries.d).
+func checkImageWith(t testing.TB, ref types.ImageReference, sys *types.SystemContext, want wantImage) readImage {
+	t.Helper()
 	ctx := context.Background()
-	report, err := Verify(ctx, ref, nil)
+	report, err := Verify(ctx, ref, sys)
 	if err != nil {
 		t.Fatalf("verifying %s: %v", ref.StringWithinTransport(), err)
 	}
@@ -189,7 +196,7 @@ func checkImage(t testing.TB, ref types.ImageReference, want wantImage) readImag
 		t.Errorf("verify checked %d images, want 1", report.Images)
 	}
 
-	src, err := ref.NewImageSource(ctx, nil)
+	src, err := ref.NewImageSource(ctx, sys)
 	if err != nil {
 		t.Fatal(err)
 	}
