@@ -170,3 +170,29 @@ func blobUploads(requests []string, repo string) []string {
 	}
 	return out
 }
+
+// withSignatureStorage returns sys configured, through a registries.d
+// directory of the test's own, to keep the registry's signatures: sigstore
+// signatures as OCI attachments in the registry, simple signatures in a
+// lookaside directory (returned).
+func (r *testRegistry) withSignatureStorage(t *testing.T, sys *types.SystemContext) (*types.SystemContext, string) {
+	t.Helper()
+	dir := t.TempDir()
+	lookaside := filepath.Join(dir, "lookaside")
+	config := fmt.Sprintf(`default-docker:
+  lookaside: file://%[2]s/default
+docker:
+  %[1]s:
+    lookaside: file://%[2]s
+    use-sigstore-attachments: true
+`, r.host, lookaside)
+	if err := os.MkdirAll(filepath.Join(dir, "registries.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "registries.d", "test.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := *sys
+	out.RegistriesDirPath = filepath.Join(dir, "registries.d")
+	return &out, lookaside
+}
