@@ -121,7 +121,9 @@ func TestCommitSigstoreSignature(t *testing.T) {
 	if _, err := b.Commit(env.ctx, failed, CommitOptions{SystemContext: sys, SignBySigstorePrivateKeyFile: filepath.Join(keys, "signer.key"), SignSigstorePrivateKeyPassphrase: []byte("wrong")}); err == nil {
 		t.Error("signing with a wrong passphrase succeeded")
 	}
-	if slices.ContainsFunc(reg.requests(t), func(r string) bool { return strings.Contains(r, "/v2/failed/") && !strings.HasPrefix(r, "GET") && !strings.HasPrefix(r, "HEAD") }) {
+	if slices.ContainsFunc(reg.requests(t), func(r string) bool {
+		return strings.Contains(r, "/v2/failed/") && !strings.HasPrefix(r, "GET") && !strings.HasPrefix(r, "HEAD")
+	}) {
 		t.Error("a commit whose signing failed wrote to the registry")
 	}
 }
