@@ -76,9 +76,9 @@ var (
 	// the manifest type or destination cannot honour.
 	ErrInvalidOptions = errors.New("invalid commit options")
 	// ErrSigningUnsupported: CommitOptions.SignBy in a build without gpgme
-	// (the containers_image_openpgp tag), which can verify OpenPGP
-	// signatures but not make them.
-	ErrSigningUnsupported = errors.New("signing with an OpenPGP key is not supported by this build")
+	// (the containers_image_openpgp tag), whose containers/image can verify
+	// OpenPGP signatures but not make them; SignByOpenPGPKeyFile can.
+	ErrSigningUnsupported = errors.New("signing with a GnuPG keyring needs gpgme, which this build leaves out (sign with an OpenPGP key file instead)")
 )
 
 // Scratch is the FromImage value for a builder with no base image.

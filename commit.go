@@ -121,11 +121,23 @@ type CommitOptions struct {
 	IIDFile string
 
 	// SignBy is the fingerprint of an OpenPGP key in the user's GnuPG keyring
-	// to make a simple signature with (copy.Options.SignBy), and
-	// SignPassphrase its passphrase. It needs gpgme: a build with the
-	// containers_image_openpgp tag cannot sign, and refuses SignBy with
-	// [ErrSigningUnsupported] before anything is written.
-	SignBy         string
+	// to make a simple signature with (copy.Options.SignBy). It needs gpgme:
+	// a build with the containers_image_openpgp tag cannot sign that way,
+	// and refuses SignBy with [ErrSigningUnsupported] before anything is
+	// written. SignByOpenPGPKeyFile works in every build.
+	SignBy string
+	// SignByOpenPGPKeyFile is an OpenPGP private key file (armored or not,
+	// as gpg --export-secret-keys writes it) that bricklayer makes simple
+	// signatures with itself, one for the destination's name (or
+	// SignIdentity) and one for each registry name in AdditionalTags. They
+	// are stored where the destination keeps simple signatures: registries.d
+	// lookaside for registries, dir:, containers-storage; oci: layouts keep
+	// none and refuse them. The manifest must reach the destination as the
+	// commit made it (no conversion of format or compression), or copy.Image
+	// refuses to invalidate the signatures.
+	SignByOpenPGPKeyFile string
+	// SignPassphrase is the passphrase of the SignBy or SignByOpenPGPKeyFile
+	// key.
 	SignPassphrase string
 	// SignBySigstorePrivateKeyFile is a sigstore (cosign) private key file to
 	// sign the image with, and SignSigstorePrivateKeyPassphrase its
@@ -239,6 +251,10 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	if err != nil {
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
+	sign, err := openPGPSigning(dest, opts)
+	if err != nil {
+		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+	}
 	ref := &containerImageRef{builder: b, opts: opts}
 	undo := snapshotDestination(dest)
 	target := b.exportTarget(dest, opts.SystemContext)
@@ -253,6 +269,13 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		}
 	}()
 	ref.prepared = src
+	if sign != nil {
+		if ref.signatures, err = sign(src.manifest); err != nil {
+			undo()
+			src.removeCreatedLayers()
+			return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+		}
+	}
 
 	policy, err := policyContext(opts.SignaturePolicyPath, opts.SystemContext)
 	if err != nil {

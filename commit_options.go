@@ -57,6 +57,9 @@ func (o *CommitOptions) validateCombinations() error {
 			return invalid("UnsetEnv %q: not a variable name", k)
 		}
 	}
+	if o.SignBy != "" && o.SignByOpenPGPKeyFile != "" {
+		return invalid("SignBy and SignByOpenPGPKeyFile: set one")
+	}
 	if o.SignBy != "" {
 		if err := openPGPSigningSupported(); err != nil {
 			return fmt.Errorf("signing with key %s: %w: %v", o.SignBy, ErrSigningUnsupported, err)

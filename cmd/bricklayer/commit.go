@@ -42,6 +42,7 @@ type commitFlags struct {
 	layerAnnotations  []string
 	signBy            string
 	signBySigstoreKey string
+	signByOpenPGPKey  string
 	signPassphrase    string
 }
 
@@ -90,6 +91,7 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 	fs.StringArrayVar(&f.annotations, "annotation", nil, "add a manifest annotation, KEY=VALUE (repeatable; OCI format)")
 	fs.StringArrayVar(&f.layerAnnotations, "layer-annotation", nil, "annotate the new layers' descriptors, KEY=VALUE (repeatable; OCI format)")
 	fs.StringVar(&f.signBy, "sign-by", "", "sign with this GnuPG key fingerprint (needs a build with gpgme)")
+	fs.StringVar(&f.signByOpenPGPKey, "sign-by-openpgp-key", "", "make a simple signature with this OpenPGP private key file (gpg --export-secret-keys)")
 	fs.StringVar(&f.signBySigstoreKey, "sign-by-sigstore-private-key", "", "sign with this sigstore (cosign) private key file")
 	fs.StringVar(&f.signPassphrase, "sign-passphrase-file", "", "read the signing key's passphrase from this file")
 	fs.BoolVar(&f.rm, "rm", false, "remove the working container after committing it")
@@ -158,7 +160,10 @@ func (f *commitFlags) commitOptions(cmd *cobra.Command) (bricklayer.CommitOption
 		return opts, usagef("--annotation and --layer-annotation need --format oci: Docker v2s2 manifests hold no annotations")
 	}
 	opts.IIDFile = f.iidFile
-	opts.SignBy, opts.SignBySigstorePrivateKeyFile = f.signBy, f.signBySigstoreKey
+	opts.SignBy, opts.SignBySigstorePrivateKeyFile, opts.SignByOpenPGPKeyFile = f.signBy, f.signBySigstoreKey, f.signByOpenPGPKey
+	if f.signBy != "" && f.signByOpenPGPKey != "" {
+		return opts, usagef("--sign-by and --sign-by-openpgp-key: give one")
+	}
 	if f.signPassphrase != "" {
 		data, err := os.ReadFile(f.signPassphrase)
 		if err != nil {

@@ -313,7 +313,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	c.fails(2, "--rewrite-timestamps", "commit", "--rewrite-timestamps", "e2e", "oci:"+filepath.Join(tmp, "nope"))
 	c.fails(2, "give one", "commit", "--squash", "--squash-new-layers", "e2e", "oci:"+filepath.Join(tmp, "nope"))
-	c.fails(1, "not supported", "commit", "--sign-by", "ABCDEF", "e2e", "oci:"+filepath.Join(tmp, "nope"))
+	c.fails(1, "needs gpgme", "commit", "--sign-by", "ABCDEF", "e2e", "oci:"+filepath.Join(tmp, "nope"))
+	c.fails(2, "give one", "commit", "--sign-by", "ABCDEF", "--sign-by-openpgp-key", "k", "e2e", "oci:"+filepath.Join(tmp, "nope"))
 
 	// from an image we made, then rm everything
 	second := strings.TrimSpace(c.ok("from", "e2eimg"))
