@@ -134,7 +134,8 @@ type CommitOptions struct {
 	// lookaside for registries, dir:, containers-storage; oci: layouts keep
 	// none and refuse them. The manifest must reach the destination as the
 	// commit made it (no conversion of format or compression), or copy.Image
-	// refuses to invalidate the signatures.
+	// refuses to invalidate the signatures. Only Commit signs: the source of
+	// [Builder.ImageRef] serves no signatures.
 	SignByOpenPGPKeyFile string
 	// SignPassphrase is the passphrase of the SignBy or SignByOpenPGPKeyFile
 	// key.

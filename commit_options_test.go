@@ -153,7 +153,10 @@ func TestCommitLayerOptions(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		mtype string
-		opts  CommitOptions
+		// storage commits into the store instead of an OCI layout (or a
+		// dir: for Docker).
+		storage bool
+		opts    CommitOptions
 		// layers is the number of layers; keepsBase: layer 0 is the base
 		// image's blob.
 		layers    int
@@ -182,6 +185,10 @@ func TestCommitLayerOptions(t *testing.T) {
 			topHas: []string{"setuid", "opt/tool/sub/y", "etc/app/app.conf"},
 		},
 		{
+			name: "squash-storage", storage: true, opts: CommitOptions{Squash: true, ExtraImageContent: extra},
+			layers: 1, want: withTree(f.tree, extraTree), history: []string{"base(empty)", "new"},
+		},
+		{
 			name: "squash-new-layers", opts: CommitOptions{SquashNewLayers: true},
 			layers: 2, keepsBase: true, want: f.tree, history: []string{"base", "new"},
 			topHas: []string{".wh.one", "dir/.wh.sub", "added"}, topHasNot: []string{"setuid"},
@@ -203,6 +210,10 @@ func TestCommitLayerOptions(t *testing.T) {
 			layers: 1, keepsBase: true, want: f.baseTree, history: []string{"base", "empty"},
 		},
 		{
+			name: "empty-layer-storage", storage: true, opts: CommitOptions{EmptyLayer: true},
+			layers: 1, keepsBase: true, want: f.baseTree, history: []string{"base", "empty"},
+		},
+		{
 			name: "empty-layer-extra", opts: CommitOptions{EmptyLayer: true, ExtraImageContent: extra},
 			layers: 2, keepsBase: true, want: withTree(f.baseTree, extraTree), history: []string{"base", "empty", "extra"},
 		},
@@ -220,7 +231,9 @@ func TestCommitLayerOptions(t *testing.T) {
 			tc.opts.SystemContext = env.sys
 			tc.opts.HistoryTimestamp = &stamp
 			var dest types.ImageReference
-			if tc.mtype == docker.V2S2MediaTypeManifest {
+			if tc.storage {
+				dest = storeRef(t, env.store, "localhost/"+tc.name+":1")
+			} else if tc.mtype == docker.V2S2MediaTypeManifest {
 				var err error
 				if dest, err = directory.NewReference(env.dir(t, "dir")); err != nil {
 					t.Fatal(err)
@@ -436,5 +449,26 @@ func TestCommitOptionErrors(t *testing.T) {
 	// ImageRef checks the options as Commit does.
 	if _, err := f.b.ImageRef(CommitOptions{Squash: true, SquashNewLayers: true}); !errors.Is(err, ErrInvalidOptions) {
 		t.Errorf("ImageRef with two squashes: %v", err)
+	}
+}
+
+func TestEmptyLayerFromScratch(t *testing.T) {
+	// No base and no layer: an image of config and history only.
+	env := newTestEnv(t)
+	b, _ := env.newFilledBuilder(t, "work", 3)
+	b.SetEnv("ONLY", "config")
+	for _, dest := range []types.ImageReference{ociRef(t, env.dir(t, "oci"), "latest"), storeRef(t, env.store, "localhost/config-only:1")} {
+		res, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys, EmptyLayer: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := checkImage(t, dest, wantImage{Layers: 0})
+		checkResult(t, res, img)
+		if h := img.Config.History; len(h) != 1 || !h[0].EmptyLayer {
+			t.Errorf("history %+v, want one empty_layer entry", h)
+		}
+		if !slices.Contains(img.Config.Config.Env, "ONLY=config") || len(img.Tree) != 0 {
+			t.Errorf("env %q, tree %v: want the config and no files", img.Config.Config.Env, img.Tree)
+		}
 	}
 }
