@@ -85,6 +85,13 @@ var (
 	// ErrInvalidChange: [Builder.ApplyChange] was given an unknown
 	// instruction or a malformed one.
 	ErrInvalidChange = errors.New("invalid change")
+	// ErrInvalidOptions: CommitOptions that contradict each other, or that
+	// the manifest type or destination cannot honour.
+	ErrInvalidOptions = errors.New("invalid commit options")
+	// ErrSigningUnsupported: CommitOptions.SignBy in a build without gpgme
+	// (the containers_image_openpgp tag), whose containers/image can verify
+	// OpenPGP signatures but not make them; SignByOpenPGPKeyFile can.
+	ErrSigningUnsupported = errors.New("signing with a GnuPG keyring needs gpgme, which this build leaves out (sign with an OpenPGP key file instead)")
 )
 
 // Scratch is the FromImage value for a builder with no base image.

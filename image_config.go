@@ -20,10 +20,8 @@ import (
 func (s *imageSource) describe(state *builderState, base []baseLayer, baseExported map[int]exportedLayer, exported []exportedLayer, compression Compression, serveOrigin bool) error {
 	opts := s.ref.opts
 	mtype := opts.manifestType()
-	created := time.Now().UTC()
-	if opts.HistoryTimestamp != nil {
-		created = opts.HistoryTimestamp.UTC()
-	}
+	created := opts.createdTime()
+	opts.adjustState(state)
 
 	var layers []v1.Descriptor
 	var diffIDs []digest.Digest
@@ -67,7 +65,7 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, baseExport
 		}
 	}
 	for _, el := range exported {
-		desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size}
+		desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size, Annotations: opts.layerAnnotations()}
 		s.blobs[el.Digest] = blob{size: el.Size, path: el.path, layerID: el.storeLayer}
 		layers = append(layers, desc)
 		diffIDs = append(diffIDs, el.DiffID)
@@ -77,18 +75,7 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, baseExport
 		s.layerInfosForCopy = infosForCopy
 	}
 
-	createdBy := state.CreatedBy
-	if opts.CreatedBy != "" {
-		createdBy = opts.CreatedBy
-	}
-	comment := state.HistoryNote
-	if opts.HistoryComment != "" {
-		comment = opts.HistoryComment
-	}
-	var newHistory []v1.History
-	for range exported {
-		newHistory = append(newHistory, v1.History{Created: &created, CreatedBy: createdBy, Comment: comment, Author: state.OCIConfig.Author})
-	}
+	newHistory := opts.newHistory(state, len(exported), created)
 
 	var err error
 	switch mtype {

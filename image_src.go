@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
-	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/transports/alltransports"
@@ -125,7 +124,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 	var exported []exportedLayer
 	baseExported := map[int]exportedLayer{}
 	compression := ref.opts.Compression
-	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok {
+	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok && !ref.opts.composesLayers() {
 		compression = CompressionNone
 		exported, err = s.exportIntoStore(ctx, parent, chain[len(base):])
 	} else {
@@ -136,24 +135,28 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 			}
 			dir = s.tmpDir
 		}
-		var jobs []exportJob
-		if target.exportBase {
-			for i, bl := range base {
-				if !baseServable(bl, ref.opts.manifestType(), compression, serveOrigin) {
-					jobs = append(jobs, exportJob{layer: chain[i], base: true, wantDiffID: bl.DiffID})
+		if ref.opts.composesLayers() {
+			exported, base, err = s.exportComposed(ctx, dir, ctr, chain, base)
+		} else {
+			var jobs []exportJob
+			if target.exportBase {
+				for i, bl := range base {
+					if !baseServable(bl, ref.opts.manifestType(), serveOrigin) {
+						jobs = append(jobs, exportJob{layer: chain[i], base: true, wantDiffID: bl.DiffID})
+					}
 				}
 			}
-		}
-		nBase := len(jobs)
-		for _, l := range chain[len(base):] {
-			jobs = append(jobs, exportJob{layer: l})
-		}
-		var all []exportedLayer
-		if all, err = s.exportLayers(ctx, dir, jobs); err == nil {
-			for i, el := range all[:nBase] {
-				baseExported[indexOfLayer(base, jobs[i].layer.ID)] = el
+			nBase := len(jobs)
+			for _, l := range chain[len(base):] {
+				jobs = append(jobs, exportJob{layer: l})
 			}
-			exported = all[nBase:]
+			var all []exportedLayer
+			if all, err = s.exportLayers(ctx, dir, jobs); err == nil {
+				for i, el := range all[:nBase] {
+					baseExported[indexOfLayer(base, jobs[i].layer.ID)] = el
+				}
+				exported = all[nBase:]
+			}
 		}
 	}
 	if err != nil {
@@ -174,14 +177,12 @@ type exportJob struct {
 }
 
 // baseServable says whether a base layer's own blob can be served: from the
-// origin it was pulled from, or from the store when it is uncompressed and
-// the commit is too.
-func baseServable(bl baseLayer, mtype string, c Compression, serveOrigin bool) bool {
+// origin it was pulled from, or from the store when the base image has it
+// uncompressed (as an image committed into a store does). Either way the
+// layer keeps the base image's digest.
+func baseServable(bl baseLayer, mtype string, serveOrigin bool) bool {
 	desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
-	if !ok {
-		return false
-	}
-	return serveOrigin || (desc.Digest == bl.DiffID && c == CompressionNone)
+	return ok && (serveOrigin || desc.Digest == bl.DiffID)
 }
 
 func indexOfLayer(base []baseLayer, id string) int {
@@ -257,7 +258,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		Level:     opts.CompressionLevel,
 	}
 	if normalize {
-		eopts.Normalize = &tarnorm.Options{}
+		eopts.Normalize = opts.tarNormalization()
 	}
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
 	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
