@@ -20,7 +20,7 @@ import (
 // and the config may be uploaded: the base layer is mounted from the base
 // image's repository.
 func TestPushKeepsBaseLayers(t *testing.T) {
-	reg := startRegistry(t)
+	reg := startRegistry(t, t.TempDir())
 	env := newTestEnv(t)
 	sys := reg.sys(t, env.sys)
 
@@ -63,7 +63,7 @@ func TestPushKeepsBaseLayers(t *testing.T) {
 		baseLayer := baseManifest.LayerInfos()[0]
 
 		// Built on in another store, from the registry.
-		b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "docker://" + reg.host + "/base-" + tc.name + ":1", SystemContext: sys, Container: "derived-" + tc.name})
+		b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "docker://" + reg.addr + "/base-" + tc.name + ":1", SystemContext: sys, Container: "derived-" + tc.name})
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}

@@ -92,6 +92,10 @@ var (
 	// (the containers_image_openpgp tag), whose containers/image can verify
 	// OpenPGP signatures but not make them; SignByOpenPGPKeyFile can.
 	ErrSigningUnsupported = errors.New("signing with a GnuPG keyring needs gpgme, which this build leaves out (sign with an OpenPGP key file instead)")
+	// ErrUnreadableName: a directory in a container made from scratch has a
+	// name that is not valid UTF-8, whose contents containers/storage would
+	// leave out of the layer.
+	ErrUnreadableName = errors.New("directory name is not valid UTF-8: containers/storage cannot read its contents into a layer")
 )
 
 // Scratch is the FromImage value for a builder with no base image.

@@ -150,6 +150,14 @@ type CommitOptions struct {
 	// destination's registry name, which destinations without one (oci:,
 	// dir:) lack, so signing them needs it.
 	SignIdentity reference.Named
+	// RetryCount is how many more times the copy to dest is tried after it
+	// fails with an error that may pass: a network failure, a registry
+	// that is down, overloaded or failing (HTTP 429 or 5xx). The layers are
+	// exported once, before the first try, and every try copies the same
+	// blobs. 0 means one try.
+	RetryCount int
+	// RetryDelay is the wait before each retry; 0 means 2 seconds.
+	RetryDelay time.Duration
 }
 
 // Compression is the compression of the layers a commit writes.
@@ -228,6 +236,9 @@ func (o *CommitOptions) validate() error {
 	if o.LayerParallelism < 0 {
 		return fmt.Errorf("layer parallelism %d: must not be negative", o.LayerParallelism)
 	}
+	if o.RetryCount < 0 || o.RetryDelay < 0 {
+		return fmt.Errorf("retry count %d, delay %s: must not be negative", o.RetryCount, o.RetryDelay)
+	}
 	return o.validateCombinations()
 }
 
@@ -286,7 +297,9 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	}
 	defer policy.Destroy() //nolint:errcheck // nothing to report
 
-	manifestBytes, err := copy.Image(ctx, policy, dest, ref, opts.copyOptions())
+	manifestBytes, err := withRetries(ctx, opts.RetryCount, opts.RetryDelay, "copying container "+b.ContainerName()+" to "+destName, func() ([]byte, error) {
+		return copy.Image(ctx, policy, dest, ref, opts.copyOptions())
+	})
 	if err != nil {
 		undo()
 		src.removeCreatedLayers()

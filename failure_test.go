@@ -11,12 +11,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bricklayer/bricklayer/docker"
+	"go.podman.io/image/v5/directory"
+	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
+	"go.uber.org/goleak"
 )
 
 // Every failing commit must return an error that says what failed and
@@ -152,6 +156,7 @@ func TestCommitFailures(t *testing.T) {
 
 	t.Run("cancelled-during-export", func(t *testing.T) {
 		env := newTestEnv(t)
+		defer checkGoroutines(t)()
 		b, _ := env.newFilledBuilder(t, "work", 4)
 		writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 32<<20)
 		ctr, err := env.store.Container(b.ContainerID())
@@ -189,6 +194,7 @@ func TestCommitFailures(t *testing.T) {
 
 	t.Run("cancelled-during-copy", func(t *testing.T) {
 		env := newTestEnv(t)
+		defer checkGoroutines(t)()
 		b, _ := env.newFilledBuilder(t, "work", 4)
 		writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 8<<20)
 		// The layout already holds an image, which must survive as it was.
@@ -233,6 +239,125 @@ func TestCommitFailures(t *testing.T) {
 		}
 		checkImage(t, ociRef(t, layoutDir, "old"), wantImage{Layers: 1})
 	})
+
+	t.Run("cancelled-mid-export-returns-promptly", func(t *testing.T) {
+		// A big layer is being exported when ctx is cancelled: the commit
+		// returns within maxCancelDelay, with every goroutine it started
+		// ended and every file it wrote removed.
+		env := newTestEnv(t)
+		b, _ := env.newFilledBuilder(t, "work", 4)
+		writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 128<<20)
+		dirDest, err := directory.NewReference(env.dir(t, "dir"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			dest        types.ImageReference
+			compression Compression
+		}{
+			{dirDest, CompressionGzip},
+			{ociRef(t, env.dir(t, "oci"), "latest"), CompressionZstd},
+			{ociRef(t, env.dir(t, "oci"), "latest"), CompressionNone},
+			{storeRef(t, env.store, "localhost/failed:latest"), CompressionGzip},
+		} {
+			name := tc.dest.Transport().Name() + "-" + tc.compression.String()
+			done := checkGoroutines(t)
+			images, layers := snapshotStore(t, env.store)
+			ctx, cancel := context.WithCancel(env.ctx)
+			var cancelledAt atomic.Pointer[time.Time]
+			testHookExportStarted = func(string) {
+				time.AfterFunc(150*time.Millisecond, func() {
+					now := time.Now()
+					cancelledAt.Store(&now)
+					cancel()
+				})
+			}
+			_, err := b.Commit(ctx, tc.dest, CommitOptions{SystemContext: env.sys, Compression: tc.compression})
+			returned := time.Now()
+			testHookExportStarted = nil
+			at := cancelledAt.Load()
+			cancel()
+			if at == nil {
+				t.Fatalf("%s: the commit ended (%v) within 150ms of the export's start: make the layer bigger", name, err)
+			}
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("%s: %v, want context.Canceled", name, err)
+			}
+			delay := returned.Sub(*at)
+			t.Logf("%s: returned %s after the cancel", name, delay.Round(time.Millisecond))
+			if delay > maxCancelDelay {
+				t.Errorf("%s: returned %s after the cancel, want less than %s", name, delay, maxCancelDelay)
+			}
+			done()
+			assertEmptyDir(t, env.tmp)
+			if p := localPath(tc.dest); p != "" {
+				assertAbsent(t, p)
+			}
+			if i, l := snapshotStore(t, env.store); i != images || l != layers {
+				t.Errorf("%s: store has %d images and %d layers after a cancelled commit, %d and %d before", name, i, l, images, layers)
+			}
+		}
+	})
+
+	t.Run("cancelled-mid-push-returns-promptly", func(t *testing.T) {
+		env := newTestEnv(t)
+		reg := startRegistry(t, env.dir(t, "registry"))
+		b, _ := env.newFilledBuilder(t, "work", 4)
+		writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 64<<20)
+		sys := *env.sys
+		sys.DockerInsecureSkipTLSVerify = types.OptionalBoolTrue
+		dest, err := alltransports.ParseImageName("docker://" + reg.addr + "/faults/cancelled:latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := checkGoroutines(t)
+		ctx, cancel := context.WithCancel(env.ctx)
+		defer cancel()
+		var cancelledAt atomic.Pointer[time.Time]
+		stop := cancelWhen(func() {
+			now := time.Now()
+			cancelledAt.Store(&now)
+			cancel()
+		}, func() bool { return reg.uploading(1 << 20) })
+		// Gzip layers: with uncompressed ones copy.Image would compress
+		// them, and its pgzip writer leaks a goroutine when the upload
+		// fails (pgzip's Close returns early after a write error).
+		_, err = b.Commit(ctx, dest, CommitOptions{SystemContext: &sys, RetryCount: 2, RetryDelay: time.Hour})
+		returned := time.Now()
+		if !stop() {
+			t.Fatalf("the push ended (%v) before it could be cancelled", err)
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("commit: %v, want context.Canceled", err)
+		}
+		delay := returned.Sub(*cancelledAt.Load())
+		t.Logf("returned %s after the cancel: %v", delay.Round(time.Millisecond), err)
+		if delay > maxCancelDelay {
+			t.Errorf("returned %s after the cancel, want less than %s", delay, maxCancelDelay)
+		}
+		done()
+		assertEmptyDir(t, env.tmp)
+		if reg.has("faults/cancelled", "latest") {
+			t.Error("the registry has the image of a cancelled push")
+		}
+	})
+}
+
+// maxCancelDelay bounds the time between a cancel and Commit's return.
+const maxCancelDelay = 2 * time.Second
+
+// checkGoroutines notes the goroutines running now; the function it
+// returns fails the test if others are still running, after giving them a
+// moment to end.
+func checkGoroutines(t *testing.T) func() {
+	t.Helper()
+	before := goleak.IgnoreCurrent()
+	return func() {
+		t.Helper()
+		if err := goleak.Find(before); err != nil {
+			t.Errorf("goroutines left running: %v", err)
+		}
+	}
 }
 
 // removeLayerRecord deletes layer id from the store's layers.json as

@@ -120,6 +120,12 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 	}
 
+	if len(base) == 0 && len(chain) > 0 {
+		if err := checkDirNames(b.store, chain[0]); err != nil {
+			return nil, fmt.Errorf("exporting container %s: %w", state.ContainerName, err)
+		}
+	}
+
 	serveOrigin := s.originAvailable(ctx, state.FromImageOrigin)
 	var exported []exportedLayer
 	baseExported := map[int]exportedLayer{}
@@ -374,13 +380,13 @@ func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache ty
 		if err != nil {
 			return nil, -1, fmt.Errorf("opening blob %s: %w", info.Digest, err)
 		}
-		return ctxReadCloser{ctx, f}, bl.size, nil
+		return ctxReadCloser{ctx, f, "blob " + info.Digest.String()}, bl.size, nil
 	case bl.layerID != "":
 		rc, err := s.store.Diff("", bl.layerID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
 		if err != nil {
 			return nil, -1, fmt.Errorf("reading layer %s for blob %s: %w", bl.layerID, info.Digest, err)
 		}
-		return ctxReadCloser{ctx, rc}, bl.size, nil
+		return ctxReadCloser{ctx, rc, "layer " + bl.layerID + " for blob " + info.Digest.String()}, bl.size, nil
 	default:
 		src, err := s.originSource(ctx)
 		if err != nil {
@@ -391,17 +397,23 @@ func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache ty
 }
 
 // ctxReadCloser fails reads once ctx is done, so that a cancelled copy
-// stops reading a blob (and a destination does not commit it).
+// stops reading a blob (and a destination does not commit it). Its read
+// errors name what is read: copy.Image reports them without the blob.
 type ctxReadCloser struct {
 	ctx context.Context
 	io.ReadCloser
+	what string
 }
 
 func (r ctxReadCloser) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return r.ReadCloser.Read(p)
+	n, err := r.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("reading %s: %w", r.what, err)
+	}
+	return n, err
 }
 
 // originSource opens the source the base image was pulled from.

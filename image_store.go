@@ -154,6 +154,12 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, id, parent
 	created, _, err := s.store.PutLayer(id, parent, nil, "", false, nil, stream)
 	if err != nil {
 		if errors.Is(err, storage.ErrDuplicateID) {
+			// Another commit of the same content (this builder's, or another
+			// process's) wrote it first.
+			if existing, lerr := s.store.Layer(id); lerr == nil && existing.UncompressedDigest == d.DiffID {
+				logrus.Debugf("layer %s: written into the store as %s by another commit meanwhile", l.ID, id)
+				return nil
+			}
 			return fmt.Errorf("writing layer %s into the store as %s: another layer has that ID: %w", l.ID, id, err)
 		}
 		return fmt.Errorf("writing layer %s into the store as %s: %w", l.ID, id, err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,71 +18,96 @@ import (
 	"go.podman.io/image/v5/types"
 )
 
-// testRegistry is a docker-registry (distribution) serving plain HTTP on a
-// loopback port, with its storage in a temporary directory.
+// testRegistry is a docker-registry process serving plain HTTP on the
+// loopback interface, its storage in a directory that outlives restarts.
 type testRegistry struct {
-	host string // "127.0.0.1:PORT"
-	root string // the storage directory
-	log  string // its log file: requests and messages
+	t       *testing.T
+	dir     string // storage root
+	config  string
+	addr    string // 127.0.0.1:PORT
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logPath string
 }
 
-// startRegistry starts a registry for the test and stops it when the test
-// ends; the test is skipped when docker-registry is not installed.
-func startRegistry(t *testing.T) *testRegistry {
+// startRegistry starts docker-registry on a free port, or skips the test
+// when it is not installed. It is killed when the test ends.
+func startRegistry(t *testing.T, dir string) *testRegistry {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a registry")
+	if _, err := exec.LookPath("docker-registry"); err != nil {
+		t.Skip("docker-registry is not installed (apt-get install docker-registry)")
 	}
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		if bin, err = exec.LookPath("registry"); err != nil {
-			t.Skip("docker-registry is not installed")
-		}
-	}
-	dir := t.TempDir()
-	r := &testRegistry{root: filepath.Join(dir, "data"), log: filepath.Join(dir, "log")}
-	config := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-  formatter: text
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:0
-  secret: bricklayer-test
-`, r.root)
-	configPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	logFile, err := os.Create(r.log)
+	r := &testRegistry{t: t, dir: filepath.Join(dir, "storage"), config: filepath.Join(dir, "config.yml"), logPath: filepath.Join(dir, "registry.log")}
+	r.start("127.0.0.1:0")
+	t.Cleanup(r.kill)
+	return r
+}
+
+// start runs the registry on addr and waits until it listens.
+func (r *testRegistry) start(addr string) {
+	r.t.Helper()
+	config := fmt.Sprintf("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: bricklayer-test\n", r.dir, addr)
+	if err := os.WriteFile(r.config, []byte(config), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	logFile, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", configPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", bin, err)
+	defer logFile.Close()
+	r.cmd = exec.Command("docker-registry", "serve", r.config)
+	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("starting docker-registry: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+	r.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) {
 		_ = cmd.Wait()
-		logFile.Close()
-	})
-	listening := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		data, _ := os.ReadFile(r.log)
+		close(done)
+	}(r.cmd, r.done)
+	listening := regexp.MustCompile(`listening on (127\.0\.0\.1:[0-9]+)`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		data, _ := os.ReadFile(r.logPath)
 		if m := listening.FindSubmatch(data); m != nil {
-			r.host = string(m[1])
-			return r
+			r.addr = string(m[1])
+			// The log line comes just before the accept loop: wait for it.
+			for time.Now().Before(deadline) {
+				if c, err := net.Dial("tcp", r.addr); err == nil {
+					c.Close()
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		select {
+		case <-r.done:
+			r.t.Fatalf("docker-registry exited: %s", data)
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	data, _ := os.ReadFile(r.log)
-	t.Fatalf("the registry did not say where it listens:\n%s", data)
-	return nil
+	data, _ := os.ReadFile(r.logPath)
+	r.t.Fatalf("docker-registry did not listen within 10s: %s", data)
+}
+
+// kill stops the registry at once, as a crash would.
+func (r *testRegistry) kill() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.done
+	r.cmd = nil
+}
+
+// restart starts the registry again on the same port and storage.
+func (r *testRegistry) restart() {
+	r.t.Helper()
+	r.kill()
+	r.start(r.addr)
 }
 
 // sys is a SystemContext for the registry: plain HTTP, and a blob info
@@ -99,7 +125,7 @@ func (r *testRegistry) sys(t *testing.T, base *types.SystemContext) *types.Syste
 // ref is a docker:// reference to name (REPO:TAG) in the registry.
 func (r *testRegistry) ref(t *testing.T, name string) types.ImageReference {
 	t.Helper()
-	named, err := reference.ParseNormalizedNamed(r.host + "/" + name)
+	named, err := reference.ParseNormalizedNamed(r.addr + "/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +141,7 @@ func (r *testRegistry) ref(t *testing.T, name string) types.ImageReference {
 func (r *testRegistry) blobs(t *testing.T) int {
 	t.Helper()
 	n := 0
-	dir := filepath.Join(r.root, "docker", "registry", "v2", "blobs")
+	dir := filepath.Join(r.dir, "docker", "registry", "v2", "blobs")
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -135,7 +161,7 @@ func (r *testRegistry) blobs(t *testing.T) int {
 // since it started.
 func (r *testRegistry) requests(t *testing.T) []string {
 	t.Helper()
-	f, err := os.Open(r.log)
+	f, err := os.Open(r.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +211,7 @@ docker:
   %[1]s:
     lookaside: file://%[2]s
     use-sigstore-attachments: true
-`, r.host, lookaside)
+`, r.addr, lookaside)
 	if err := os.MkdirAll(filepath.Join(dir, "registries.d"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func readBackUnder(t *testing.T, env *testEnv, reg *testRegistry, sys *types.Sys
 	policy := &signature.Policy{
 		Default: signature.PolicyRequirements{signature.NewPRReject()},
 		Transports: map[string]signature.PolicyTransportScopes{
-			"docker": {reg.host: signature.PolicyRequirements{req}},
+			"docker": {reg.addr: signature.PolicyRequirements{req}},
 			"dir":    {"": signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}},
 		},
 	}
@@ -55,7 +55,7 @@ func rejected(err error) bool {
 // and under one that requires another key (refused). An image pushed
 // without a signature is refused too.
 func TestCommitSigstoreSignature(t *testing.T) {
-	reg := startRegistry(t)
+	reg := startRegistry(t, t.TempDir())
 	env := newTestEnv(t)
 	sys, _ := reg.withSignatureStorage(t, reg.sys(t, env.sys))
 	keys := t.TempDir()
@@ -88,7 +88,7 @@ func TestCommitSigstoreSignature(t *testing.T) {
 		SystemContext:                    sys,
 		SignBySigstorePrivateKeyFile:     filepath.Join(keys, "signer.key"),
 		SignSigstorePrivateKeyPassphrase: passphrase,
-		AdditionalTags:                   []string{reg.host + "/signed:2"},
+		AdditionalTags:                   []string{reg.addr + "/signed:2"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func writeOpenPGPKey(t *testing.T, dir, name, passphrase string) (private, publi
 // policy requiring the key (allowed, for the name and the additional tag)
 // and one requiring another key (refused).
 func TestCommitSimpleSignature(t *testing.T) {
-	reg := startRegistry(t)
+	reg := startRegistry(t, t.TempDir())
 	env := newTestEnv(t)
 	sys, lookaside := reg.withSignatureStorage(t, reg.sys(t, env.sys))
 	keys := t.TempDir()
@@ -195,7 +195,7 @@ func TestCommitSimpleSignature(t *testing.T) {
 		SystemContext:        sys,
 		SignByOpenPGPKeyFile: signerKey,
 		SignPassphrase:       "pass phrase",
-		AdditionalTags:       []string{reg.host + "/simple:2"},
+		AdditionalTags:       []string{reg.addr + "/simple:2"},
 	}
 	res, err := b.Commit(env.ctx, signed, opts)
 	if err != nil {

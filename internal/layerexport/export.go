@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	"github.com/klauspost/compress/zstd"
@@ -86,19 +87,21 @@ func Stream(ctx context.Context, dst io.Writer, src io.Reader, opts Options) (Di
 	blobCounter := &countingWriter{}
 	var blobDigester digest.Digester
 	var compressor io.WriteCloser
+	latch := &errLatch{}
 	if opts.Algorithm == None {
 		// The blob is the tar stream: one digest serves as both.
 		compressor = nopCloser{io.MultiWriter(dst, blobCounter)}
 	} else {
 		blobDigester = digest.Canonical.Digester()
+		latch.w = io.MultiWriter(dst, blobDigester.Hash(), blobCounter)
 		var err error
-		if compressor, err = newCompressor(io.MultiWriter(dst, blobDigester.Hash(), blobCounter), opts); err != nil {
+		if compressor, err = newCompressor(latch, opts); err != nil {
 			return Digests{}, err
 		}
 	}
 	diffIDDigester := digest.Canonical.Digester()
 	diffCounter := &countingWriter{}
-	tarSink := io.MultiWriter(compressor, diffIDDigester.Hash(), diffCounter)
+	tarSink := io.MultiWriter(latchCheck{latch}, compressor, diffIDDigester.Hash(), diffCounter)
 
 	err := copyTar(ctx, tarSink, src, opts.Normalize)
 	// The compressor must be closed even on error: pgzip and zstd hold
@@ -106,6 +109,9 @@ func Stream(ctx context.Context, dst io.Writer, src io.Reader, opts Options) (Di
 	closeErr := compressor.Close()
 	if err != nil {
 		return Digests{}, err
+	}
+	if closeErr == nil {
+		closeErr = latch.Err()
 	}
 	if closeErr != nil {
 		return Digests{}, fmt.Errorf("finishing %s compression: %w", opts.Algorithm, closeErr)
@@ -222,6 +228,49 @@ func newCompressor(w io.Writer, opts Options) (io.WriteCloser, error) {
 
 // ErrUnsupportedAlgorithm is returned for an Algorithm this package does not know.
 var ErrUnsupportedAlgorithm = errors.New("unsupported compression")
+
+// errLatch passes writes to w until one fails, then keeps that error and
+// swallows the writes that follow. A compressor writes to a latch, not to
+// the blob: pgzip's Close returns at once when its writer has failed and
+// leaves a goroutine running for good, so it must never see a failure.
+// [latchCheck] reports the error to the tar copy instead.
+type errLatch struct {
+	w   io.Writer
+	mu  sync.Mutex // pgzip writes from a goroutine of its own
+	err error
+}
+
+func (l *errLatch) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return len(p), nil
+	}
+	n, err := l.w.Write(p)
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	l.err = err
+	return len(p), nil
+}
+
+// Err is the first error of the latch's writer.
+func (l *errLatch) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+// latchCheck fails writes once its latch has caught an error, so that the
+// copy feeding the compressor stops.
+type latchCheck struct{ l *errLatch }
+
+func (c latchCheck) Write(p []byte) (int, error) {
+	if err := c.l.Err(); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
 
 type nopCloser struct{ io.Writer }
 
