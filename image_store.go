@@ -62,13 +62,7 @@ func (s *imageSource) exportIntoStore(ctx context.Context, parent string, layers
 		if existing, err := s.store.Layer(id); err == nil && existing.UncompressedDigest == d.DiffID {
 			logrus.Debugf("layer %s: already in the store as %s", l.ID, id)
 		} else if err := s.putLayer(ctx, l, id, parent, d, norm); err != nil {
-			// A concurrent commit of the same content may have put it
-			// between the check above and this put.
-			existing, lerr := s.store.Layer(id)
-			if !errors.Is(err, storage.ErrDuplicateID) || lerr != nil || existing.UncompressedDigest != d.DiffID {
-				return nil, err
-			}
-			logrus.Debugf("layer %s: put into the store as %s by another commit meanwhile", l.ID, id)
+			return nil, err
 		}
 		out = append(out, exportedLayer{Digests: d, storeLayer: id})
 		parent = id
