@@ -28,6 +28,7 @@ import (
 
 	"github.com/bricklayer/bricklayer/docker"
 	"github.com/bricklayer/bricklayer/internal/copier"
+	"github.com/bricklayer/bricklayer/internal/dockerfile"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
@@ -56,6 +57,9 @@ var (
 	ErrUnsupportedCompression = errors.New("unsupported compression")
 	// ErrLayerUnknown: a layer of the container's chain is not in the store.
 	ErrLayerUnknown = errors.New("layer not found in the store")
+	// ErrLayerCorrupt: a layer's content does not match the digest the
+	// store or the image records for it.
+	ErrLayerCorrupt = errors.New("layer content does not match its digest")
 	// ErrNoSource: a source given to Add or Copy is missing, or its glob
 	// pattern matches nothing.
 	ErrNoSource = errors.New("no such source")
@@ -72,6 +76,22 @@ var (
 	// ErrReservedName: a name to add starts with ".wh.", which a layer can't
 	// hold as a file, since it marks a deletion there.
 	ErrReservedName = copier.ErrReservedName
+	// ErrInvalidPort: a port spec given to [Builder.SetPort] or EXPOSE is not
+	// PORT[-PORT][/PROTO] with ports 1-65535 and PROTO tcp, udp or sctp.
+	ErrInvalidPort = dockerfile.ErrInvalidPort
+	// ErrInvalidSignal: a stop signal is neither a signal name nor a number
+	// from 1 to 64.
+	ErrInvalidSignal = dockerfile.ErrInvalidSignal
+	// ErrInvalidChange: [Builder.ApplyChange] was given an unknown
+	// instruction or a malformed one.
+	ErrInvalidChange = errors.New("invalid change")
+	// ErrInvalidOptions: CommitOptions that contradict each other, or that
+	// the manifest type or destination cannot honour.
+	ErrInvalidOptions = errors.New("invalid commit options")
+	// ErrSigningUnsupported: CommitOptions.SignBy in a build without gpgme
+	// (the containers_image_openpgp tag), whose containers/image can verify
+	// OpenPGP signatures but not make them; SignByOpenPGPKeyFile can.
+	ErrSigningUnsupported = errors.New("signing with a GnuPG keyring needs gpgme, which this build leaves out (sign with an OpenPGP key file instead)")
 	// ErrUnreadableName: a directory in a container made from scratch has a
 	// name that is not valid UTF-8, whose contents containers/storage would
 	// leave out of the layer.

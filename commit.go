@@ -36,8 +36,23 @@ type CommitOptions struct {
 	// CompressionLevel is the compressor's level; 0 means its default.
 	CompressionLevel int
 	// HistoryTimestamp, when set, is the image's created time and that of the
-	// history entries this commit adds; nil means now.
+	// history entries this commit adds; nil means now (or SourceDateEpoch).
+	// It may not be combined with SourceDateEpoch.
 	HistoryTimestamp *time.Time
+	// SourceDateEpoch, when set, is the time a reproducible build records:
+	// the image's created time, that of the history entries this commit adds
+	// and of the directories ExtraImageContent makes, and the latest file
+	// modification time that RewriteTimestamps lets through. With it, the
+	// same content and options give the same config and manifest bytes
+	// whenever and wherever the commit runs (file modification times are the
+	// content's: set them, or use RewriteTimestamps).
+	SourceDateEpoch *time.Time
+	// RewriteTimestamps clamps the modification time of every entry in the
+	// layers this commit writes to SourceDateEpoch (or HistoryTimestamp, one
+	// of which must be set): a later time is replaced by it. Base image
+	// layers are never rewritten; a Squash layer, which holds the base's
+	// files too, is.
+	RewriteTimestamps bool
 	// CreatedBy and HistoryComment, when set, replace the builder's for the
 	// history entry of the new layer.
 	CreatedBy      string
@@ -56,11 +71,85 @@ type CommitOptions struct {
 	// exported concurrently, so it must be safe to call from several
 	// goroutines, and it should return quickly.
 	ExportProgress func(LayerProgress)
-	// AdditionalTags are more names for the image when the destination is
-	// containers-storage.
+	// AdditionalTags are more names for the image. For a containers-storage
+	// destination they are names added to the image ("localhost/app:1"); for
+	// docker:// they are registry references ("host/repo:tag") the manifest
+	// is also pushed to; for oci: they are more tags in the same layout. Other
+	// destinations refuse them with [ErrInvalidOptions].
 	AdditionalTags []string
 	// LayerParallelism is how many layers are exported at once; 0 means 2.
 	LayerParallelism int
+
+	// Squash writes the image as a single layer holding the container's whole
+	// tree, base image included (and ExtraImageContent); the base image's
+	// history entries are kept, marked empty_layer. It excludes
+	// SquashNewLayers and EmptyLayer.
+	Squash bool
+	// SquashNewLayers keeps the base image's layers as they are and writes
+	// everything added since (the container's layers and ExtraImageContent)
+	// as one layer with one history entry. It excludes Squash and EmptyLayer.
+	SquashNewLayers bool
+	// OmitHistory writes a config without history, the base image's included.
+	OmitHistory bool
+	// EmptyLayer writes no layer for the container's changes, which are left
+	// out of the image: the image is the base image's layers (and
+	// ExtraImageContent's), with a history entry marked empty_layer for the
+	// commit, as a config-only Dockerfile instruction makes.
+	EmptyLayer bool
+	// ExtraImageContent maps a path in the image ("/etc/app.conf") to a host
+	// file, directory (added with its contents) or symlink, added to the image
+	// in a layer of its own on top of the container's, owned by root. The
+	// container is not changed. Directories the paths need that the container
+	// lacks are made with mode 0755. Host hard links are added as separate
+	// files, and extended attributes are not kept.
+	ExtraImageContent map[string]string
+	// UnsetEnv and UnsetLabels name environment variables and labels removed
+	// from the image's config; the builder keeps them.
+	UnsetEnv    []string
+	UnsetLabels []string
+	// Annotations are added to the manifest's annotations, over the
+	// builder's. OCI manifests only: with Docker v2s2 they are
+	// [ErrInvalidOptions].
+	Annotations map[string]string
+	// LayerAnnotations are set on the descriptor of each layer this commit
+	// writes (not on the base image's). OCI manifests only.
+	LayerAnnotations map[string]string
+	// IIDFile, when set, is a file the image ID is written to once the
+	// commit succeeds, as "sha256:" and the hex ID: the ID in the store for a
+	// containers-storage destination, else the config digest, which is the ID
+	// any store gives the image.
+	IIDFile string
+
+	// SignBy is the fingerprint of an OpenPGP key in the user's GnuPG keyring
+	// to make a simple signature with (copy.Options.SignBy). It needs gpgme:
+	// a build with the containers_image_openpgp tag cannot sign that way,
+	// and refuses SignBy with [ErrSigningUnsupported] before anything is
+	// written. SignByOpenPGPKeyFile works in every build.
+	SignBy string
+	// SignByOpenPGPKeyFile is an OpenPGP private key file (armored or not,
+	// as gpg --export-secret-keys writes it) that bricklayer makes simple
+	// signatures with itself, one for the destination's name (or
+	// SignIdentity) and one for each registry name in AdditionalTags. They
+	// are stored where the destination keeps simple signatures: registries.d
+	// lookaside for registries, dir:, containers-storage; oci: layouts keep
+	// none and refuse them. The manifest must reach the destination as the
+	// commit made it (no conversion of format or compression), or copy.Image
+	// refuses to invalidate the signatures. Only Commit signs: the source of
+	// [Builder.ImageRef] serves no signatures.
+	SignByOpenPGPKeyFile string
+	// SignPassphrase is the passphrase of the SignBy or SignByOpenPGPKeyFile
+	// key.
+	SignPassphrase string
+	// SignBySigstorePrivateKeyFile is a sigstore (cosign) private key file to
+	// sign the image with, and SignSigstorePrivateKeyPassphrase its
+	// passphrase. Registries store the signature as an attachment when
+	// registries.d enables use-sigstore-attachments, else in lookaside.
+	SignBySigstorePrivateKeyFile     string
+	SignSigstorePrivateKeyPassphrase []byte
+	// SignIdentity is the name the signatures vouch for; nil means the
+	// destination's registry name, which destinations without one (oci:,
+	// dir:) lack, so signing them needs it.
+	SignIdentity reference.Named
 	// RetryCount is how many more times the copy to dest is tried after it
 	// fails with an error that may pass: a network failure, a registry
 	// that is down, overloaded or failing (HTTP 429 or 5xx). The layers are
@@ -117,6 +206,9 @@ type CommitResult struct {
 	ImageID string
 	// ManifestDigest is the digest of the manifest written.
 	ManifestDigest digest.Digest
+	// ConfigDigest is the digest of the config: the image ID that any
+	// store gives the image.
+	ConfigDigest digest.Digest
 	// Manifest is the manifest written, and ManifestType its MIME type.
 	Manifest     []byte
 	ManifestType string
@@ -147,7 +239,7 @@ func (o *CommitOptions) validate() error {
 	if o.RetryCount < 0 || o.RetryDelay < 0 {
 		return fmt.Errorf("retry count %d, delay %s: must not be negative", o.RetryCount, o.RetryDelay)
 	}
-	return nil
+	return o.validateCombinations()
 }
 
 // manifestType is the manifest MIME type the commit writes.
@@ -167,6 +259,14 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	if err := opts.validate(); err != nil {
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
+	tags, err := tagRefs(dest, opts.AdditionalTags)
+	if err != nil {
+		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+	}
+	sign, err := openPGPSigning(dest, opts)
+	if err != nil {
+		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+	}
 	ref := &containerImageRef{builder: b, opts: opts}
 	undo := snapshotDestination(dest)
 	target := b.exportTarget(dest, opts.SystemContext)
@@ -181,6 +281,13 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		}
 	}()
 	ref.prepared = src
+	if sign != nil {
+		if ref.signatures, err = sign(src.manifest); err != nil {
+			undo()
+			src.removeCreatedLayers()
+			return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+		}
+	}
 
 	policy, err := policyContext(opts.SignaturePolicyPath, opts.SystemContext)
 	if err != nil {
@@ -191,11 +298,7 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	defer policy.Destroy() //nolint:errcheck // nothing to report
 
 	manifestBytes, err := withRetries(ctx, opts.RetryCount, opts.RetryDelay, "copying container "+b.ContainerName()+" to "+destName, func() ([]byte, error) {
-		return copy.Image(ctx, policy, dest, ref, &copy.Options{
-			ReportWriter:   opts.ReportWriter,
-			SourceCtx:      opts.SystemContext,
-			DestinationCtx: destinationContext(opts),
-		})
+		return copy.Image(ctx, policy, dest, ref, opts.copyOptions())
 	})
 	if err != nil {
 		undo()
@@ -206,6 +309,11 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	if res.ManifestDigest, err = manifest.Digest(manifestBytes); err != nil {
 		return CommitResult{}, fmt.Errorf("digesting the manifest written to %s: %w", destName, err)
 	}
+	m, err := manifest.FromBlob(manifestBytes, res.ManifestType)
+	if err != nil {
+		return CommitResult{}, fmt.Errorf("reading the manifest written to %s: %w", destName, err)
+	}
+	res.ConfigDigest = m.ConfigInfo().Digest
 	if named := dest.DockerReference(); named != nil {
 		if c, err := reference.WithDigest(reference.TrimNamed(named), res.ManifestDigest); err == nil {
 			res.Canonical = c
@@ -217,10 +325,13 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 			return CommitResult{}, fmt.Errorf("finding the image committed to %s: %w", destName, err)
 		}
 		res.ImageID = img.ID
-		if len(opts.AdditionalTags) > 0 {
-			if err := b.store.AddNames(img.ID, opts.AdditionalTags); err != nil {
-				return res, fmt.Errorf("tagging image %s as %v: %w", img.ID, opts.AdditionalTags, err)
-			}
+	}
+	if err := b.addTags(ctx, policy, dest, res.ImageID, tags, opts); err != nil {
+		return res, err
+	}
+	if opts.IIDFile != "" {
+		if err := writeIIDFile(opts.IIDFile, res); err != nil {
+			return res, err
 		}
 	}
 	logrus.Debugf("committed container %s to %s: manifest %s", b.ContainerName(), destName, res.ManifestDigest)
@@ -244,19 +355,20 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 		layoutDir, _, _ := strings.Cut(dest.StringWithinTransport(), ":")
 		dir := filepath.Join(layoutDir, "blobs", "sha256")
 		if err := os.MkdirAll(dir, 0o755); err == nil {
-			return exportTarget{blobDir: dir}
+			return exportTarget{blobDir: dir, exportBase: true}
 		}
+		return exportTarget{exportBase: true}
+	case "dir", "oci-archive", "docker-archive":
+		return exportTarget{exportBase: true}
 	}
 	return exportTarget{}
 }
 
-// destinationContext is the SystemContext of the destination. For an
-// uncompressed commit it tells OCI layouts to keep the layers as they are,
-// which they would compress otherwise.
+// destinationContext is the SystemContext of the destination. It tells OCI
+// layouts to keep uncompressed layers as they are, which they would compress
+// otherwise: the layers the commit writes are already compressed as asked,
+// and base image layers are kept as the base image has them.
 func destinationContext(opts CommitOptions) *types.SystemContext {
-	if opts.Compression != CompressionNone {
-		return opts.SystemContext
-	}
 	var sys types.SystemContext
 	if opts.SystemContext != nil {
 		sys = *opts.SystemContext

@@ -13,6 +13,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/signature"
 	"go.podman.io/image/v5/types"
+	"go.podman.io/storage/pkg/configfile"
 )
 
 // dockerFromOCI builds a Docker config holding what an OCI config holds.
@@ -78,7 +79,7 @@ func policyContext(path string, sys *types.SystemContext) (*signature.PolicyCont
 		policy, err = signature.NewPolicyFromFile(path)
 	} else {
 		policy, err = signature.DefaultPolicy(sys)
-		if err != nil && errors.Is(err, os.ErrNotExist) {
+		if err != nil && (errors.Is(err, os.ErrNotExist) || errors.Is(err, configfile.ErrConfigFileNotFound)) {
 			policy, err = &signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}}, nil
 		}
 	}

@@ -76,6 +76,13 @@ func ExampleBuilder_Commit() {
 	}
 	fmt.Println("manifest:", res.ManifestType)
 
+	// Check it: every digest, diffID and size recomputed.
+	report, err := bricklayer.Verify(ctx, dest, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("verified:", report.OK())
+
 	// Read it back.
 	img, err := dest.NewImage(ctx, nil)
 	if err != nil {
@@ -94,6 +101,7 @@ func ExampleBuilder_Commit() {
 	fmt.Println("env:", config.Config.Env)
 	// Output:
 	// manifest: application/vnd.oci.image.manifest.v1+json
+	// verified: true
 	// layer: application/vnd.oci.image.layer.v1.tar+zstd
 	// created: 1970-01-01 00:00:00 +0000 UTC
 	// cmd: [/bin/cat /hello.txt]

@@ -9,7 +9,9 @@ import (
 // LayerProgress says how far the export of one of a commit's new layers has
 // got. See [CommitOptions].ExportProgress.
 type LayerProgress struct {
-	// LayerID is the storage layer being exported.
+	// LayerID is the storage layer being exported (the container's top
+	// layer for a squash), or "extra-content" for the layer of
+	// CommitOptions.ExtraImageContent.
 	LayerID string
 	// Read is how many bytes of the layer's uncompressed diff have been read
 	// so far.

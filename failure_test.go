@@ -114,6 +114,7 @@ func TestCommitFailures(t *testing.T) {
 		if _, err := a.Commit(env.ctx, storeRef(t, env.store, "localhost/a:latest"), CommitOptions{SystemContext: env.sys}); err != nil {
 			t.Fatal(err)
 		}
+		checkImage(t, storeRef(t, env.store, "localhost/a:latest"), wantImage{Layers: 1})
 		if err := a.Unmount(); err != nil {
 			t.Fatal(err)
 		}

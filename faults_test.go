@@ -3,13 +3,10 @@ package bricklayer
 import (
 	"bytes"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,98 +217,6 @@ func TestCommitFullDisk(t *testing.T) {
 		compareTrees(t, want, img.Tree)
 		checkImage(t, old, wantImage{Layers: 1})
 	})
-}
-
-// testRegistry is a docker-registry process serving plain HTTP on the
-// loopback interface, its storage in a directory that outlives restarts.
-type testRegistry struct {
-	t       *testing.T
-	dir     string // storage root
-	config  string
-	addr    string // 127.0.0.1:PORT
-	cmd     *exec.Cmd
-	done    chan struct{}
-	logPath string
-}
-
-// startRegistry starts docker-registry on a free port, or skips the test
-// when it is not installed. It is killed when the test ends.
-func startRegistry(t *testing.T, dir string) *testRegistry {
-	t.Helper()
-	if _, err := exec.LookPath("docker-registry"); err != nil {
-		t.Skip("docker-registry is not installed (apt-get install docker-registry)")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r := &testRegistry{t: t, dir: filepath.Join(dir, "storage"), config: filepath.Join(dir, "config.yml"), logPath: filepath.Join(dir, "registry.log")}
-	r.start("127.0.0.1:0")
-	t.Cleanup(r.kill)
-	return r
-}
-
-// start runs the registry on addr and waits until it listens.
-func (r *testRegistry) start(addr string) {
-	r.t.Helper()
-	config := fmt.Sprintf("version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n  secret: bricklayer-test\n", r.dir, addr)
-	if err := os.WriteFile(r.config, []byte(config), 0o644); err != nil {
-		r.t.Fatal(err)
-	}
-	logFile, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	defer logFile.Close()
-	r.cmd = exec.Command("docker-registry", "serve", r.config)
-	r.cmd.Stdout, r.cmd.Stderr = logFile, logFile
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("starting docker-registry: %v", err)
-	}
-	r.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) {
-		_ = cmd.Wait()
-		close(done)
-	}(r.cmd, r.done)
-	listening := regexp.MustCompile(`listening on (127\.0\.0\.1:[0-9]+)`)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		data, _ := os.ReadFile(r.logPath)
-		if m := listening.FindSubmatch(data); m != nil {
-			r.addr = string(m[1])
-			// The log line comes just before the accept loop: wait for it.
-			for time.Now().Before(deadline) {
-				if c, err := net.Dial("tcp", r.addr); err == nil {
-					c.Close()
-					return
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-		select {
-		case <-r.done:
-			r.t.Fatalf("docker-registry exited: %s", data)
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	data, _ := os.ReadFile(r.logPath)
-	r.t.Fatalf("docker-registry did not listen within 10s: %s", data)
-}
-
-// kill stops the registry at once, as a crash would.
-func (r *testRegistry) kill() {
-	if r.cmd == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	<-r.done
-	r.cmd = nil
-}
-
-// restart starts the registry again on the same port and storage.
-func (r *testRegistry) restart() {
-	r.t.Helper()
-	r.kill()
-	r.start(r.addr)
 }
 
 // uploading is true once an upload in progress has more than n bytes in

@@ -2,9 +2,7 @@ package bricklayer
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -19,28 +17,25 @@ import (
 
 // describe fills in the source's blobs, config and manifest from the
 // builder's state, the base layers and the layers just exported.
-func (s *imageSource) describe(state *builderState, base []baseLayer, exported []exportedLayer, compression Compression) error {
+func (s *imageSource) describe(state *builderState, base []baseLayer, baseExported map[int]exportedLayer, exported []exportedLayer, compression Compression, serveOrigin bool) error {
 	opts := s.ref.opts
 	mtype := opts.manifestType()
-	created := time.Now().UTC()
-	if opts.HistoryTimestamp != nil {
-		created = opts.HistoryTimestamp.UTC()
-	}
-
-	serveOrigin := false
-	if state.FromImageOrigin != "" {
-		if _, err := s.originSource(context.Background()); err == nil {
-			serveOrigin = true
-		} else {
-			logrus.Debugf("base image origin unavailable, serving its layers from the store: %v", err)
-		}
-	}
+	created := opts.createdTime()
+	opts.adjustState(state)
 
 	var layers []v1.Descriptor
 	var diffIDs []digest.Digest
 	var infosForCopy []types.BlobInfo
 	substituted := false
-	for _, bl := range base {
+	for i, bl := range base {
+		if el, ok := baseExported[i]; ok {
+			desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size}
+			s.blobs[el.Digest] = blob{size: el.Size, path: el.path}
+			layers = append(layers, desc)
+			diffIDs = append(diffIDs, el.DiffID)
+			infosForCopy = append(infosForCopy, blobInfo(desc))
+			continue
+		}
 		desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
 		diffIDs = append(diffIDs, bl.DiffID)
 		uncompressed := v1.Descriptor{MediaType: layerMediaType(mtype, CompressionNone), Digest: bl.DiffID, Size: -1}
@@ -70,7 +65,7 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, exported [
 		}
 	}
 	for _, el := range exported {
-		desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size}
+		desc := v1.Descriptor{MediaType: layerMediaType(mtype, compression), Digest: el.Digest, Size: el.Size, Annotations: opts.layerAnnotations()}
 		s.blobs[el.Digest] = blob{size: el.Size, path: el.path, layerID: el.storeLayer}
 		layers = append(layers, desc)
 		diffIDs = append(diffIDs, el.DiffID)
@@ -80,18 +75,7 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, exported [
 		s.layerInfosForCopy = infosForCopy
 	}
 
-	createdBy := state.CreatedBy
-	if opts.CreatedBy != "" {
-		createdBy = opts.CreatedBy
-	}
-	comment := state.HistoryNote
-	if opts.HistoryComment != "" {
-		comment = opts.HistoryComment
-	}
-	var newHistory []v1.History
-	for range exported {
-		newHistory = append(newHistory, v1.History{Created: &created, CreatedBy: createdBy, Comment: comment, Author: state.OCIConfig.Author})
-	}
+	newHistory := opts.newHistory(state, len(exported), created)
 
 	var err error
 	switch mtype {
@@ -111,6 +95,9 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, exported [
 
 // ociConfig is the OCI config blob of the image.
 func ociConfig(state *builderState, created time.Time, diffIDs []digest.Digest, newHistory []v1.History) ([]byte, error) {
+	for _, f := range dockerOnlyFields(state) {
+		logrus.Warnf("committing container %s as an OCI image: the OCI format has no %s, the image goes without it", state.ContainerName, f)
+	}
 	c := state.OCIConfig
 	c.Created = &created
 	c.RootFS = v1.RootFS{Type: "layers", DiffIDs: diffIDs}
@@ -217,5 +204,3 @@ func blobInfo(d v1.Descriptor) types.BlobInfo {
 }
 
 func newBytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
-
-var _ = fmt.Sprint

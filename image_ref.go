@@ -40,6 +40,8 @@ type containerImageRef struct {
 	// source; Commit builds the source itself so that an export error
 	// happens before the destination is touched.
 	prepared *imageSource
+	// signatures are the simple signatures the prepared source serves.
+	signatures [][]byte
 }
 
 var _ types.ImageReference = (*containerImageRef)(nil)

@@ -9,10 +9,8 @@ import (
 	"sync"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
-	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
-	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
@@ -59,6 +57,12 @@ type exportTarget struct {
 	// will look for, so that copy.Image reuses them instead of writing them
 	// again.
 	intoStore bool
+	// exportBase exports the base image's layers too, compressed as the new
+	// ones, when their original blobs cannot be served: for a local
+	// destination this is faster than letting copy.Image compress them one
+	// stream at a time. For a registry the base's own descriptors are kept,
+	// so that a registry holding them reuses them.
+	exportBase bool
 }
 
 var _ types.ImageSource = (*imageSource)(nil)
@@ -122,9 +126,11 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 	}
 
+	serveOrigin := s.originAvailable(ctx, state.FromImageOrigin)
 	var exported []exportedLayer
+	baseExported := map[int]exportedLayer{}
 	compression := ref.opts.Compression
-	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok {
+	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok && !ref.opts.composesLayers() {
 		compression = CompressionNone
 		exported, err = s.exportIntoStore(ctx, parent, chain[len(base):])
 	} else {
@@ -135,32 +141,96 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 			}
 			dir = s.tmpDir
 		}
-		exported, err = s.exportLayers(ctx, dir, chain[len(base):])
+		if ref.opts.composesLayers() {
+			exported, base, err = s.exportComposed(ctx, dir, ctr, chain, base)
+		} else {
+			var jobs []exportJob
+			if target.exportBase {
+				for i, bl := range base {
+					if !baseServable(bl, ref.opts.manifestType(), serveOrigin) {
+						jobs = append(jobs, exportJob{layer: chain[i], base: true, wantDiffID: bl.DiffID})
+					}
+				}
+			}
+			nBase := len(jobs)
+			for _, l := range chain[len(base):] {
+				jobs = append(jobs, exportJob{layer: l})
+			}
+			var all []exportedLayer
+			if all, err = s.exportLayers(ctx, dir, jobs); err == nil {
+				for i, el := range all[:nBase] {
+					baseExported[indexOfLayer(base, jobs[i].layer.ID)] = el
+				}
+				exported = all[nBase:]
+			}
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("exporting container %s: %w", state.ContainerName, err)
 	}
-	if err := s.describe(&state, base, exported, compression); err != nil {
+	if err := s.describe(&state, base, baseExported, exported, compression, serveOrigin); err != nil {
 		return nil, fmt.Errorf("describing container %s: %w", state.ContainerName, err)
 	}
 	return s, nil
 }
 
-// exportLayers exports each layer into s.tmpDir, several at once.
-func (s *imageSource) exportLayers(ctx context.Context, dir string, layers []*storage.Layer) ([]exportedLayer, error) {
+// exportJob is one layer to export. A base layer is exported as the store
+// holds it, not normalised, so that its diffID stays the base image's.
+type exportJob struct {
+	layer      *storage.Layer
+	base       bool
+	wantDiffID digest.Digest
+}
+
+// baseServable says whether a base layer's own blob can be served: from the
+// origin it was pulled from, or from the store when the base image has it
+// uncompressed (as an image committed into a store does). Either way the
+// layer keeps the base image's digest.
+func baseServable(bl baseLayer, mtype string, serveOrigin bool) bool {
+	desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
+	return ok && (serveOrigin || desc.Digest == bl.DiffID)
+}
+
+func indexOfLayer(base []baseLayer, id string) int {
+	for i, bl := range base {
+		if bl.LayerID == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// originAvailable says whether the base image's origin can be opened to
+// serve its layers' original blobs.
+func (s *imageSource) originAvailable(ctx context.Context, origin string) bool {
+	if origin == "" {
+		return false
+	}
+	if _, err := s.originSource(ctx); err != nil {
+		logrus.Debugf("base image origin %s unavailable, serving its layers from the store: %v", origin, err)
+		return false
+	}
+	return true
+}
+
+// exportLayers exports each job's layer into dir, several at once.
+func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []exportJob) ([]exportedLayer, error) {
 	opts := s.ref.opts
-	out := make([]exportedLayer, len(layers))
+	out := make([]exportedLayer, len(jobs))
 	g, gctx := errgroup.WithContext(ctx)
 	limit := opts.LayerParallelism
 	if limit == 0 {
 		limit = 2
 	}
 	g.SetLimit(limit)
-	for i, l := range layers {
+	for i, job := range jobs {
 		g.Go(func() error {
-			d, path, err := s.exportLayer(gctx, dir, l)
+			d, path, err := s.exportLayer(gctx, dir, job.layer, !job.base)
 			if err != nil {
 				return err
+			}
+			if job.base && d.DiffID != job.wantDiffID {
+				return fmt.Errorf("base layer %s: its diff has digest %s, the base image records %s: %w", job.layer.ID, d.DiffID, job.wantDiffID, ErrLayerCorrupt)
 			}
 			out[i] = exportedLayer{Digests: d, path: path}
 			return nil
@@ -184,7 +254,7 @@ func exportStarted(layerID string) {
 
 // exportLayer streams one layer's diff against its parent into a blob file.
 // The diff is closed as soon as the layer is done.
-func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.Layer) (layerexport.Digests, string, error) {
+func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.Layer, normalize bool) (layerexport.Digests, string, error) {
 	if err := ctx.Err(); err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("layer %s: %w", l.ID, err)
 	}
@@ -192,7 +262,9 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	eopts := layerexport.Options{
 		Algorithm: exportAlgorithm(opts.Compression),
 		Level:     opts.CompressionLevel,
-		Normalize: &tarnorm.Options{},
+	}
+	if normalize {
+		eopts.Normalize = opts.tarNormalization()
 	}
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
 	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
@@ -363,5 +435,3 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 	s.origin = src
 	return src, nil
 }
-
-var _ = none.NoCache

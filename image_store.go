@@ -53,7 +53,7 @@ func storeChainTop(chain []*storage.Layer, base []baseLayer) (string, bool) {
 func (s *imageSource) exportIntoStore(ctx context.Context, parent string, layers []*storage.Layer) ([]exportedLayer, error) {
 	var out []exportedLayer
 	for _, l := range layers {
-		norm := &tarnorm.Options{}
+		norm := s.ref.opts.tarNormalization()
 		d, err := s.digestLayer(ctx, l, norm)
 		if err != nil {
 			return nil, err

@@ -38,6 +38,7 @@ func TestCommitIntoOwnStoreWritesLayerOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkImage(t, dest, wantImage{Layers: 1})
 	after, err := store.Layers()
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +66,7 @@ func TestCommitIntoOwnStoreWritesLayerOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkImage(t, dest2, wantImage{Layers: 1})
 	again, err := store.Layers()
 	if err != nil {
 		t.Fatal(err)

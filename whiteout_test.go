@@ -56,6 +56,7 @@ func TestWhiteoutsAfterDeletion(t *testing.T) {
 	if _, err := base.Commit(ctx, baseRef, CommitOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	checkImage(t, baseRef, wantImage{Layers: 1})
 
 	b, err := NewBuilder(ctx, store, BuilderOptions{FromImage: "localhost/base:latest", Container: "derived"})
 	if err != nil {
@@ -89,6 +90,7 @@ func TestWhiteoutsAfterDeletion(t *testing.T) {
 	if _, err := b.Commit(ctx, dest, CommitOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	checkImage(t, dest, wantImage{Layers: 2})
 	layers := readOCILayers(t, layoutDir)
 	if len(layers) != 2 {
 		t.Fatalf("image has %d layers, want base + 1", len(layers))

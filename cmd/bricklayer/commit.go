@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bricklayer/bricklayer"
@@ -27,6 +29,21 @@ type commitFlags struct {
 	rm                 bool
 	jobs               int
 	registry           registryFlags
+
+	sourceDateEpoch   int64
+	rewriteTimestamps bool
+	squash            bool
+	squashNewLayers   bool
+	omitHistory       bool
+	emptyLayer        bool
+	unsetEnv          []string
+	unsetLabel        []string
+	annotations       []string
+	layerAnnotations  []string
+	signBy            string
+	signBySigstoreKey string
+	signByOpenPGPKey  string
+	signPassphrase    string
 }
 
 func (a *app) commitCommand() *cobra.Command {
@@ -46,7 +63,9 @@ On a terminal, a line per layer shows the export, then containers/image shows
 the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 		Example: `  bricklayer commit work oci:./out:latest
   bricklayer commit --format docker --compression zstd work docker://localhost:5000/app:1
-  bricklayer commit -q --timestamp 0 work myapp`,
+  bricklayer commit -q --timestamp 0 work myapp
+  SOURCE_DATE_EPOCH=1700000000 bricklayer commit --rewrite-timestamps work oci:./out:1
+  bricklayer commit --squash --unsetenv DEBUG work docker://localhost:5000/app:1`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error { return a.commit(cmd, args, &f) }),
 	}
@@ -61,6 +80,20 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 	fs.Int64Var(&f.timestamp, "timestamp", 0, "set the image's created time and the new history entry's to this many seconds since the epoch")
 	fs.BoolVarP(&f.quiet, "quiet", "q", false, "print only the image ID, no progress")
 	fs.StringVar(&f.iidFile, "iidfile", "", "also write the image ID (sha256:...) to this file")
+	fs.Int64Var(&f.sourceDateEpoch, "source-date-epoch", 0, "record this time (seconds since the epoch) as the image's created time and its new history entries' (default: $SOURCE_DATE_EPOCH)")
+	fs.BoolVar(&f.rewriteTimestamps, "rewrite-timestamps", false, "clamp the times of the files in the new layers to --source-date-epoch (or --timestamp)")
+	fs.BoolVar(&f.squash, "squash", false, "write the image as a single layer, base image included")
+	fs.BoolVar(&f.squashNewLayers, "squash-new-layers", false, "keep the base image's layers and write everything since as one layer")
+	fs.BoolVar(&f.omitHistory, "omit-history", false, "write the config without history")
+	fs.BoolVar(&f.emptyLayer, "empty-layer", false, "leave the container's file changes out: a history entry and config only")
+	fs.StringArrayVar(&f.unsetEnv, "unsetenv", nil, "leave this environment variable out of the image (repeatable)")
+	fs.StringArrayVar(&f.unsetLabel, "unsetlabel", nil, "leave this label out of the image (repeatable)")
+	fs.StringArrayVar(&f.annotations, "annotation", nil, "add a manifest annotation, KEY=VALUE (repeatable; OCI format)")
+	fs.StringArrayVar(&f.layerAnnotations, "layer-annotation", nil, "annotate the new layers' descriptors, KEY=VALUE (repeatable; OCI format)")
+	fs.StringVar(&f.signBy, "sign-by", "", "sign with this GnuPG key fingerprint (needs a build with gpgme)")
+	fs.StringVar(&f.signByOpenPGPKey, "sign-by-openpgp-key", "", "make a simple signature with this OpenPGP private key file (gpg --export-secret-keys)")
+	fs.StringVar(&f.signBySigstoreKey, "sign-by-sigstore-private-key", "", "sign with this sigstore (cosign) private key file")
+	fs.StringVar(&f.signPassphrase, "sign-passphrase-file", "", "read the signing key's passphrase from this file")
 	fs.BoolVar(&f.rm, "rm", false, "remove the working container after committing it")
 	fs.IntVar(&f.jobs, "jobs", 0, "layers exported at once (0: the library's default)")
 	f.registry.register(fs)
@@ -106,9 +139,84 @@ func (f *commitFlags) commitOptions(cmd *cobra.Command) (bricklayer.CommitOption
 		t := time.Unix(f.timestamp, 0).UTC()
 		opts.HistoryTimestamp = &t
 	}
+	if err := f.reproducibility(cmd, &opts); err != nil {
+		return opts, err
+	}
+	if f.squash && f.squashNewLayers {
+		return opts, usagef("--squash and --squash-new-layers: give one")
+	}
+	if f.emptyLayer && (f.squash || f.squashNewLayers) {
+		return opts, usagef("--empty-layer with a squash: a squash writes a layer")
+	}
+	opts.Squash, opts.SquashNewLayers, opts.OmitHistory, opts.EmptyLayer = f.squash, f.squashNewLayers, f.omitHistory, f.emptyLayer
+	opts.UnsetEnv, opts.UnsetLabels = f.unsetEnv, f.unsetLabel
+	if opts.Annotations, err = parseKeyValues("annotation", f.annotations); err != nil {
+		return opts, err
+	}
+	if opts.LayerAnnotations, err = parseKeyValues("layer-annotation", f.layerAnnotations); err != nil {
+		return opts, err
+	}
+	if opts.ManifestType == docker.V2S2MediaTypeManifest && (len(opts.Annotations) > 0 || len(opts.LayerAnnotations) > 0) {
+		return opts, usagef("--annotation and --layer-annotation need --format oci: Docker v2s2 manifests hold no annotations")
+	}
+	opts.IIDFile = f.iidFile
+	opts.SignBy, opts.SignBySigstorePrivateKeyFile, opts.SignByOpenPGPKeyFile = f.signBy, f.signBySigstoreKey, f.signByOpenPGPKey
+	if f.signBy != "" && f.signByOpenPGPKey != "" {
+		return opts, usagef("--sign-by and --sign-by-openpgp-key: give one")
+	}
+	if f.signPassphrase != "" {
+		data, err := os.ReadFile(f.signPassphrase)
+		if err != nil {
+			return opts, usagef("--sign-passphrase-file: %v", err)
+		}
+		pass := strings.TrimRight(string(data), "\r\n")
+		opts.SignPassphrase, opts.SignSigstorePrivateKeyPassphrase = pass, []byte(pass)
+	}
 	opts.SystemContext = f.registry.systemContext()
 	opts.SignaturePolicyPath = f.registry.signaturePolicy
 	return opts, nil
+}
+
+// reproducibility sets the options of a reproducible commit:
+// --source-date-epoch, else $SOURCE_DATE_EPOCH, and --rewrite-timestamps.
+func (f *commitFlags) reproducibility(cmd *cobra.Command, opts *bricklayer.CommitOptions) error {
+	fs := cmd.Flags()
+	epoch, set := f.sourceDateEpoch, fs.Changed("source-date-epoch")
+	if env := os.Getenv("SOURCE_DATE_EPOCH"); !set && env != "" && !fs.Changed("timestamp") {
+		n, err := strconv.ParseInt(env, 10, 64)
+		if err != nil {
+			return usagef("$SOURCE_DATE_EPOCH %q: want seconds since the epoch", env)
+		}
+		epoch, set = n, true
+	}
+	if set {
+		if fs.Changed("timestamp") {
+			return usagef("--timestamp and --source-date-epoch: give one")
+		}
+		t := time.Unix(epoch, 0).UTC()
+		opts.SourceDateEpoch = &t
+	}
+	if f.rewriteTimestamps && opts.SourceDateEpoch == nil && opts.HistoryTimestamp == nil {
+		return usagef("--rewrite-timestamps needs --source-date-epoch, $SOURCE_DATE_EPOCH or --timestamp")
+	}
+	opts.RewriteTimestamps = f.rewriteTimestamps
+	return nil
+}
+
+// parseKeyValues parses repeated KEY=VALUE flag values.
+func parseKeyValues(flag string, values []string) (map[string]string, error) {
+	if len(values) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, v := range values {
+		k, val, ok := strings.Cut(v, "=")
+		if !ok || k == "" {
+			return nil, usagef("--%s %q: want KEY=VALUE", flag, v)
+		}
+		m[k] = val
+	}
+	return m, nil
 }
 
 func (a *app) commit(cmd *cobra.Command, args []string, f *commitFlags) error {
@@ -158,11 +266,6 @@ func (a *app) commit(cmd *cobra.Command, args []string, f *commitFlags) error {
 	id, err := imageID(res)
 	if err != nil {
 		return err
-	}
-	if f.iidFile != "" {
-		if err := os.WriteFile(f.iidFile, []byte("sha256:"+id), 0o644); err != nil {
-			return fmt.Errorf("writing the image ID to %s: %w", f.iidFile, err)
-		}
 	}
 	logrus.Debugf("committed %s to %s: image %s, manifest %s", b.ContainerName(), transports.ImageName(dest), id, res.ManifestDigest)
 	if f.rm {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,14 +138,7 @@ func TestEndToEnd(t *testing.T) {
 	c.fails(1, `"e2e"`, "from", "scratch", "--name", "e2e")
 
 	// copy
-	if _, stderr, code := c.run("copy", "e2e", src, "/app"); code != 0 && strings.Contains(stderr, "temporary stub") {
-		// TODO(merge): remove this branch once the content branch's Copy
-		// replaces config_stub_tmp.go; the checks below then test Copy.
-		t.Log("SKIPPED copy: Builder.Copy is a stub on this branch; filling the container through mount instead")
-		mp := strings.TrimSpace(c.ok("mount", "e2e"))
-		copyTree(t, src, filepath.Join(mp, "app"))
-		c.ok("umount", "e2e")
-	} else if code != 0 {
+	if _, stderr, code := c.run("copy", "e2e", src, "/app"); code != 0 {
 		t.Fatalf("copy: exit %d: %s", code, stderr)
 	}
 	mp := strings.TrimSpace(c.ok("mount", "e2e"))
@@ -171,10 +165,7 @@ func TestEndToEnd(t *testing.T) {
 	if !slices.Equal(ci.OCIConfig.Config.Env, []string{"A=2"}) {
 		t.Errorf("after --env B- --env A=2, Env is %q", ci.OCIConfig.Config.Env)
 	}
-	if _, stderr, code := c.run("config", "e2e", "--change", "LABEL l2=v2"); code != 0 && strings.Contains(stderr, "temporary stub") {
-		// TODO(merge): remove once the config branch's ApplyChange lands.
-		t.Log("SKIPPED --change: Builder.ApplyChange is a stub on this branch")
-	} else if code != 0 {
+	if _, stderr, code := c.run("config", "e2e", "--change", "LABEL l2=v2"); code != 0 {
 		t.Errorf("config --change: exit %d: %s", code, stderr)
 	} else {
 		c.jsonOut(&ci, "inspect", "--json", "e2e")
@@ -251,6 +242,69 @@ func TestEndToEnd(t *testing.T) {
 	if out := c.ok("inspect", "oci:"+layoutDir+":v1"); !strings.Contains(out, `["/app/bin/run.sh","x"]`) || !strings.Contains(out, "2023-11-14T22:13:20Z") {
 		t.Errorf("inspect oci: printed\n%s", out)
 	}
+
+	// verify every image committed so far, then a corrupted copy
+	for _, ref := range []string{"oci:" + layoutDir + ":v1", "e2eimg", "localhost/e2e-docker:v2", unnamedID} {
+		if out := c.ok("verify", ref); !strings.HasPrefix(out, ref+": manifest sha256:") || !strings.HasSuffix(out, " blobs read: OK\n") || strings.Count(out, "\n") != 1 {
+			t.Errorf("verify %s printed %q, want one OK line", ref, out)
+		}
+	}
+	var vr verifyReport
+	c.jsonOut(&vr, "verify", "--json", "e2eimg")
+	if !vr.OK || vr.Images != 1 || vr.Blobs != 2 || len(vr.Problems) != 0 {
+		t.Errorf("verify --json e2eimg: %+v", vr)
+	}
+	badLayout := filepath.Join(tmp, "bad-layout")
+	copyTree(t, layoutDir, badLayout)
+	var badIndex v1.Index
+	readJSON(t, filepath.Join(badLayout, "index.json"), &badIndex)
+	var badManifest v1.Manifest
+	readBlobJSON(t, badLayout, badIndex.Manifests[0].Digest, &badManifest)
+	layerPath := filepath.Join(badLayout, "blobs", "sha256", badManifest.Layers[0].Digest.Encoded())
+	layerBytes := readBlob(t, badLayout, badManifest.Layers[0].Digest)
+	layerBytes[len(layerBytes)/2] ^= 0xff
+	writeFile(t, layerPath, string(layerBytes), 0o644)
+	stdout, stderr, code = c.run("verify", "oci:"+badLayout+":v1")
+	if code != 1 || !strings.Contains(stdout, "layer 0 ("+badManifest.Layers[0].Digest.String()+"): digest: want") ||
+		!strings.Contains(stdout, "problems\n") || !strings.Contains(stderr, "problems found") {
+		t.Errorf("verify of a corrupted layout: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+
+	// reproducible commits: files touched between two commits a second
+	// apart, the same image with SOURCE_DATE_EPOCH and --rewrite-timestamps
+	rc := &cli{t: t, bin: c.bin, env: append(slices.Clone(c.env), "SOURCE_DATE_EPOCH=1600000000")}
+	reproIDs := map[string]bool{}
+	for i := range 2 {
+		if i > 0 {
+			time.Sleep(1100 * time.Millisecond)
+			mp := strings.TrimSpace(c.ok("mount", "e2e"))
+			later := time.Now().Add(time.Hour)
+			if err := os.Chtimes(filepath.Join(mp, "app", "hello.txt"), later, later); err != nil {
+				t.Fatal(err)
+			}
+			c.ok("umount", "e2e")
+		}
+		dir := filepath.Join(tmp, "repro-"+strconv.Itoa(i))
+		id := strings.TrimSpace(rc.ok("commit", "-q", "--rewrite-timestamps", "--squash", "--unsetenv", "A", "--annotation", "k=v", "e2e", "oci:"+dir+":r"))
+		reproIDs[id] = true
+		rc.ok("verify", "oci:"+dir+":r")
+		var ri imageInfo
+		c.jsonOut(&ri, "inspect", "--json", "oci:"+dir+":r")
+		if ri.OCIConfig == nil || !ri.OCIConfig.Created.Equal(time.Unix(1600000000, 0)) || slices.ContainsFunc(ri.OCIConfig.Config.Env, func(e string) bool { return strings.HasPrefix(e, "A=") }) {
+			t.Errorf("reproducible commit: config %+v, want created 2020-09-13 and no A", ri.OCIConfig)
+		}
+		var rm v1.Manifest
+		if err := json.Unmarshal(ri.Manifest, &rm); err != nil || rm.Annotations["k"] != "v" || len(rm.Layers) != 1 {
+			t.Errorf("reproducible commit: manifest %s (%v): want one layer and the annotation k=v", ri.Manifest, err)
+		}
+	}
+	if len(reproIDs) != 1 {
+		t.Errorf("two reproducible commits printed the IDs %v, want one", reproIDs)
+	}
+	c.fails(2, "--rewrite-timestamps", "commit", "--rewrite-timestamps", "e2e", "oci:"+filepath.Join(tmp, "nope"))
+	c.fails(2, "give one", "commit", "--squash", "--squash-new-layers", "e2e", "oci:"+filepath.Join(tmp, "nope"))
+	c.fails(1, "needs gpgme", "commit", "--sign-by", "ABCDEF", "e2e", "oci:"+filepath.Join(tmp, "nope"))
+	c.fails(2, "give one", "commit", "--sign-by", "ABCDEF", "--sign-by-openpgp-key", "k", "e2e", "oci:"+filepath.Join(tmp, "nope"))
 
 	// from an image we made, then rm everything
 	second := strings.TrimSpace(c.ok("from", "e2eimg"))

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -34,10 +35,23 @@ func main() {
 	if reexec.Init() {
 		return
 	}
+	limitMemory()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// defaultMemoryLimit is the Go heap's soft limit when GOMEMLIMIT is not
+// set. A commit streams its layers through fixed-size buffers, so its live
+// heap is small whatever the layer size; the limit makes the garbage
+// collector keep the process near that instead of letting the heap double.
+const defaultMemoryLimit = 32 << 20
+
+func limitMemory() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 }
 
 // run executes one command line and returns the exit status.

@@ -72,6 +72,7 @@ Exit status: 0 on success, 1 when a command failed, 2 for a command line error.`
 		a.umountCommand(),
 		a.rmCommand(),
 		a.rmiCommand(),
+		a.verifyCommand(),
 	)
 	return root
 }

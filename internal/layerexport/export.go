@@ -50,8 +50,8 @@ const (
 	gzipBlockSize   = 1 << 20
 	gzipBlocks      = 4
 	zstdConcurrency = 2
-	copyBufferSize  = 1 << 20
-	fileBufferSize  = 1 << 20
+	copyBufferSize  = 256 << 10
+	fileBufferSize  = 256 << 10
 )
 
 // Options say how a layer is exported.
@@ -213,7 +213,7 @@ func newCompressor(w io.Writer, opts Options) (io.WriteCloser, error) {
 		}
 		return zw, nil
 	case Zstd:
-		zopts := []zstd.EOption{zstd.WithEncoderConcurrency(zstdConcurrency)}
+		zopts := []zstd.EOption{zstd.WithEncoderConcurrency(zstdConcurrency), zstd.WithLowerEncoderMem(true)}
 		if opts.Level != 0 {
 			zopts = append(zopts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(opts.Level)))
 		}

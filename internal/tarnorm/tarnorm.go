@@ -1,7 +1,8 @@
 // Package tarnorm rewrites a tar stream into a normalised form, so that the
 // same tree always gives the same bytes: numeric owners only, no access or
-// change times, whole-second modification times (optionally clamped), and no
-// PAX records but extended attributes, which the tar writer sorts.
+// change times, whole-second modification times (optionally clamped), a
+// fixed time for whiteouts, and no PAX records but extended attributes,
+// which the tar writer sorts.
 package tarnorm
 
 import (
@@ -9,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strings"
 	"time"
 )
@@ -23,6 +25,16 @@ type Options struct {
 
 // xattrPrefix is the PAX record prefix that carries extended attributes.
 const xattrPrefix = "SCHILY.xattr."
+
+// whiteoutPrefix starts the base name of an entry that marks a deletion
+// (".wh.NAME", and ".wh..wh..opq" for an opaque directory).
+const whiteoutPrefix = ".wh."
+
+// whiteoutTime is the modification time every whiteout entry is given. The
+// store writes whiteouts with the time of the export, which would make the
+// same layer give different bytes every second; the time of a whiteout
+// means nothing, as it is never extracted as a file.
+var whiteoutTime = time.Unix(0, 0).UTC()
 
 // Copy reads the tar stream src and writes its normalised form to dst,
 // including the end-of-archive marker. It does not close dst. Entry contents
@@ -67,6 +79,9 @@ func Header(hdr *tar.Header, opts Options) {
 		hdr.ModTime = opts.ClampMtime
 	}
 	hdr.ModTime = hdr.ModTime.UTC()
+	if strings.HasPrefix(path.Base(hdr.Name), whiteoutPrefix) {
+		hdr.ModTime = whiteoutTime
+	}
 	// Sparse entries are read back as regular files with their holes filled.
 	if hdr.Typeflag == tar.TypeGNUSparse || hdr.Typeflag == tar.TypeRegA {
 		hdr.Typeflag = tar.TypeReg

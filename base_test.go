@@ -1,0 +1,132 @@
+package bricklayer
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/signature"
+)
+
+// layerDigests returns the layer digests of a manifest.
+func layerDigests(t *testing.T, manifestBytes []byte) []string {
+	t.Helper()
+	var m v1.Manifest
+	if err := json.Unmarshal(manifestBytes, &m); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range m.Layers {
+		out = append(out, l.Digest.String())
+	}
+	return out
+}
+
+// TestBaseLayersKept builds a 4-layer image, pulls it from its OCI layout
+// into a builder, and checks that commits keep the base's layer blobs: served
+// from the origin while it exists, and reproduced byte for byte from the
+// store once it is gone.
+func TestBaseLayersKept(t *testing.T) {
+	env := newTestEnv(t)
+	baseLayout := env.dir(t, "base")
+
+	// A 4-layer base: each step commits into the store and builds on it.
+	from := Scratch
+	var baseLayers []string
+	for i := range 4 {
+		b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: from, Container: "step" + string(rune('a'+i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mp, err := b.Mount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fillTree(t, filepath.Join(mp, "l"+string(rune('0'+i))), uint64(i+1))
+		if i == 3 {
+			res, err := b.Commit(env.ctx, ociRef(t, baseLayout, "base"), CommitOptions{SystemContext: env.sys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			baseLayers = layerDigests(t, res.Manifest)
+			if err := b.Unmount(); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		name := "localhost/step:" + string(rune('0'+i))
+		if _, err := b.Commit(env.ctx, storeRef(t, env.store, name), CommitOptions{SystemContext: env.sys}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		from = name
+	}
+	if len(baseLayers) != 4 {
+		t.Fatalf("base has %d layers, want 4", len(baseLayers))
+	}
+
+	// From the layout: the base is pulled with its origin recorded.
+	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "oci:" + baseLayout + ":base", Container: "derived", SystemContext: env.sys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := b.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Unmount()
+	if err := os.WriteFile(filepath.Join(mp, "new"), []byte("new layer\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(name string) {
+		t.Helper()
+		ref := ociRef(t, env.dir(t, name), "img")
+		res, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := layerDigests(t, res.Manifest)
+		if len(got) != 5 {
+			t.Fatalf("%s: %d layers, want 5", name, len(got))
+		}
+		for i := range baseLayers {
+			if got[i] != baseLayers[i] {
+				t.Errorf("%s: base layer %d is %s, want the base's %s", name, i, got[i], baseLayers[i])
+			}
+		}
+		report, err := Verify(env.ctx, ref, env.sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range report.Problems {
+			t.Errorf("%s: verify: %s", name, p)
+		}
+	}
+	check("with-origin")
+	if err := os.RemoveAll(baseLayout); err != nil {
+		t.Fatal(err)
+	}
+	check("without-origin")
+}
+
+// TestCommitWithoutPolicyFile commits on a system with no signature policy
+// file anywhere: the source is the caller's own container, so the commit
+// goes ahead.
+func TestCommitWithoutPolicyFile(t *testing.T) {
+	env := newTestEnv(t)
+	t.Setenv("HOME", env.dir(t, "home"))
+	b, _ := env.newFilledBuilder(t, "work", 7)
+	sys := *env.sys
+	sys.RootForImplicitAbsolutePaths = env.dir(t, "emptyroot")
+	if _, err := signature.DefaultPolicy(&sys); err == nil {
+		t.Fatal("a policy file was found; the test needs a system without one")
+	}
+	if _, err := b.Commit(env.ctx, ociRef(t, env.dir(t, "oci"), "x"), CommitOptions{SystemContext: &sys}); err != nil {
+		t.Fatalf("commit without a policy file: %v", err)
+	}
+}

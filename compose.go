@@ -1,0 +1,168 @@
+package bricklayer
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/bricklayer/bricklayer/internal/layerexport"
+	"github.com/sirupsen/logrus"
+	"go.podman.io/storage"
+	"go.podman.io/storage/pkg/archive"
+)
+
+// This file writes the new layers of a commit whose options reshape them:
+// Squash, SquashNewLayers, EmptyLayer and ExtraImageContent. The other
+// commits export the container's layers one for one (image_src.go).
+
+// extraContentLayerID is the LayerProgress.LayerID of the layer that
+// ExtraImageContent makes.
+const extraContentLayerID = "extra-content"
+
+// exportComposed exports into dir the layers the options ask for, and
+// returns them with the base layers the image keeps: none for Squash, whose
+// one layer holds the base image's files too, else all of them. chain is
+// the container's layer chain, bottom first, base layers included.
+func (s *imageSource) exportComposed(ctx context.Context, dir string, ctr *storage.Container, chain []*storage.Layer, base []baseLayer) (_ []exportedLayer, _ []baseLayer, err error) {
+	opts := s.ref.opts
+	top := chain[len(chain)-1]
+	var baseTop *storage.Layer
+	if len(base) > 0 {
+		baseTop = chain[len(base)-1]
+	}
+
+	var extra []extraEntry
+	if len(opts.ExtraImageContent) > 0 {
+		// The tree the extra content lands on decides which directories
+		// it must make: the container's, or the base image's when the
+		// container's changes are left out.
+		under := top
+		if opts.EmptyLayer {
+			under = baseTop
+		}
+		root := ""
+		if under != nil {
+			mp, unmount, err := s.mountLayer(under)
+			if err != nil {
+				return nil, nil, err
+			}
+			defer unmount()
+			root = mp
+		}
+		if extra, err = extraContent(opts.ExtraImageContent, root, opts.createdTime()); err != nil {
+			return nil, nil, err
+		}
+	}
+
+	if opts.Squash || opts.SquashNewLayers {
+		keep, from := base, baseTop
+		if opts.Squash {
+			keep, from = nil, nil
+		}
+		el, err := s.exportSquashed(ctx, dir, top, from, extra)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []exportedLayer{el}, keep, nil
+	}
+
+	var out []exportedLayer
+	if !opts.EmptyLayer {
+		var jobs []exportJob
+		for _, l := range chain[len(base):] {
+			jobs = append(jobs, exportJob{layer: l})
+		}
+		if out, err = s.exportLayers(ctx, dir, jobs); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(extra) > 0 {
+		stream := extraTarStream(ctx, extra)
+		el, err := s.exportStream(ctx, dir, extraContentLayerID, stream)
+		if cerr := stream.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("exporting the extra image content: %w", err)
+		}
+		out = append(out, el)
+	}
+	return out, base, nil
+}
+
+// exportSquashed exports, as one layer, how the tree of layer top differs
+// from that of layer from (its whole tree when from is nil), with the extra
+// entries on top.
+func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from *storage.Layer, extra []extraEntry) (exportedLayer, error) {
+	var changes []archive.Change
+	if from != nil {
+		var err error
+		if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
+			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
+		}
+	}
+	mp, unmount, err := s.mountLayer(top)
+	if err != nil {
+		return exportedLayer{}, err
+	}
+	defer unmount()
+	var tree io.ReadCloser
+	if from == nil {
+		tree, err = archive.TarWithOptions(mp, &archive.TarOptions{Compression: archive.Uncompressed, UIDMaps: top.UIDMap, GIDMaps: top.GIDMap})
+	} else {
+		tree, err = archive.ExportChanges(mp, changes, top.UIDMap, top.GIDMap)
+	}
+	if err != nil {
+		return exportedLayer{}, fmt.Errorf("reading the tree of layer %s: %w", top.ID, err)
+	}
+	defer tree.Close()
+	src := io.ReadCloser(tree)
+	if len(extra) > 0 {
+		src = overlayTarStream(ctx, tree, extra)
+		defer src.Close()
+	}
+	logrus.Debugf("exporting layer %s squashed (from %v)", top.ID, from != nil)
+	el, err := s.exportStream(ctx, dir, top.ID, src)
+	if err != nil {
+		return exportedLayer{}, fmt.Errorf("exporting layer %s squashed: %w", top.ID, err)
+	}
+	return el, nil
+}
+
+// exportStream exports one tar stream into a blob file in dir, reporting
+// progress under id.
+func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.Reader) (exportedLayer, error) {
+	opts := s.ref.opts
+	eopts := layerexport.Options{
+		Algorithm: exportAlgorithm(opts.Compression),
+		Level:     opts.CompressionLevel,
+		Normalize: opts.tarNormalization(),
+	}
+	var progress *progressReader
+	if opts.ExportProgress != nil {
+		progress = &progressReader{r: src, layerID: id, fn: opts.ExportProgress}
+		src = progress
+	}
+	d, path, err := layerexport.ToFile(ctx, dir, src, eopts)
+	if err != nil {
+		return exportedLayer{}, err
+	}
+	logrus.Debugf("exported %s: diffID %s, blob %s (%d bytes)", id, d.DiffID, d.Digest, d.Size)
+	if progress != nil {
+		progress.fn(LayerProgress{LayerID: id, Read: progress.read, Done: true, Digest: d.Digest, Size: d.Size})
+	}
+	return exportedLayer{Digests: d, path: path}, nil
+}
+
+// mountLayer mounts layer l and returns where, and how to unmount it.
+func (s *imageSource) mountLayer(l *storage.Layer) (string, func(), error) {
+	mp, err := s.store.Mount(l.ID, l.MountLabel)
+	if err != nil {
+		return "", nil, fmt.Errorf("mounting layer %s: %w", l.ID, err)
+	}
+	return mp, func() {
+		if _, err := s.store.Unmount(l.ID, false); err != nil {
+			logrus.Warnf("unmounting layer %s: %v", l.ID, err)
+		}
+	}, nil
+}

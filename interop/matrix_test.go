@@ -1,0 +1,107 @@
+package interop
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/bricklayer/bricklayer"
+	"github.com/bricklayer/bricklayer/docker"
+	"github.com/bricklayer/bricklayer/internal/testutil"
+	"go.podman.io/image/v5/transports/alltransports"
+)
+
+// TestCommitMatrix commits a two-layer container (a varied base tree, then
+// deletions, replacements and additions on top) in every valid manifest
+// type and compression to every transport, and has outside tools read each
+// image back.
+func TestCommitMatrix(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	registry := testutil.StartRegistry(t)
+	sys := e.sysContext(t)
+
+	base, err := bricklayer.NewBuilder(ctx, e.store, bricklayer.BuilderOptions{FromImage: "scratch", Container: "matrix-base"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := base.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unmount(t, base) })
+	testutil.FillTree(t, mp, 1)
+	baseRef := e.newTarget(t, tStorage, "", "", "interop-matrix-base")
+	if _, err := base.Commit(ctx, baseRef.ref, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: e.policy}); err != nil {
+		t.Fatalf("committing the base image: %v", err)
+	}
+
+	b, err := bricklayer.NewBuilder(ctx, e.store, bricklayer.BuilderOptions{FromImage: baseRef.tag, Container: "matrix", SystemContext: sys, SignaturePolicyPath: e.policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs, err := b.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unmount(t, b) })
+	testutil.ChangeTree(t, rootfs, 2)
+
+	for _, f := range validFormats {
+		t.Run(f.String(), func(t *testing.T) {
+			t.Parallel()
+			sys := e.sysContext(t) // a blob-info cache of its own
+			for _, tr := range allTransports {
+				t.Run(tr, func(t *testing.T) {
+					name := sanitize("matrix-" + f.String())
+					tg := e.newTarget(t, tr, t.TempDir(), registry, name)
+					res, err := b.Commit(ctx, tg.ref, bricklayer.CommitOptions{
+						ManifestType:        f.manifestType,
+						Compression:         f.compression,
+						SystemContext:       sys,
+						SignaturePolicyPath: e.policy,
+					})
+					if err != nil {
+						t.Fatalf("committing to %s: %v", tg.name, err)
+					}
+					checkImage(t, e, tg, expect{format: f, result: res, rootfs: rootfs, layers: 2})
+				})
+			}
+		})
+	}
+}
+
+// TestZstdInDockerRejected: a Docker v2s2 image cannot have zstd layers;
+// Commit and ImageRef refuse the pair before anything is written.
+func TestZstdInDockerRejected(t *testing.T) {
+	ctx := context.Background()
+	store, _, _ := newStore(t)
+	b, err := bricklayer.NewBuilder(ctx, store, bricklayer.BuilderOptions{FromImage: "scratch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := bricklayer.CommitOptions{ManifestType: docker.V2S2MediaTypeManifest, Compression: bricklayer.CompressionZstd}
+	dir := filepath.Join(t.TempDir(), "layout")
+	dest, err := alltransports.ParseImageName("oci:" + dir + ":latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(ctx, dest, opts); !errors.Is(err, bricklayer.ErrUnsupportedCompression) {
+		t.Errorf("Commit(v2s2, zstd) = %v, want ErrUnsupportedCompression", err)
+	}
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused commit left %s behind (%v)", dir, err)
+	}
+	if _, err := b.ImageRef(opts); !errors.Is(err, bricklayer.ErrUnsupportedCompression) {
+		t.Errorf("ImageRef(v2s2, zstd) = %v, want ErrUnsupportedCompression", err)
+	}
+}
+
+// unmount undoes a builder's Mount so that the store can shut down.
+func unmount(t *testing.T, b *bricklayer.Builder) {
+	if err := b.Unmount(); err != nil {
+		t.Logf("unmounting %s: %v", b.ContainerName(), err)
+	}
+}
