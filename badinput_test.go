@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"go.podman.io/image/v5/transports/alltransports"
 )
 
 // Bad input to the library: every error quotes the input at fault, and
@@ -88,6 +90,8 @@ func TestBadAddOptions(t *testing.T) {
 
 // TestBadConfigValues checks that the config API refuses invalid ports,
 // signals and changes with an error quoting them, and changes nothing.
+// (`CMD ["unterminated` is not among them: as in a Dockerfile, what is not
+// a JSON array is a shell-form command.)
 func TestBadConfigValues(t *testing.T) {
 	env := newTestEnv(t)
 	b, _ := env.newFilledBuilder(t, "work", 61)
@@ -107,7 +111,7 @@ func TestBadConfigValues(t *testing.T) {
 		}
 	}
 	for _, c := range []string{"", "BOGUS x", "FROM alpine", "RUN rm -rf /", "COPY a b", "EXPOSE notaport", "STOPSIGNAL SIGNOPE",
-		`CMD ["unterminated`, "ENV", "ONBUILD FOO", "WORKDIR", "HEALTHCHECK --interval=bogus CMD true"} {
+		"ENV", "ONBUILD FOO", "WORKDIR", "HEALTHCHECK --interval=bogus CMD true"} {
 		if err := b.ApplyChange(c); err == nil || !strings.Contains(err.Error(), strconv.Quote(c)) {
 			t.Errorf("ApplyChange(%q): %v, want an error quoting it", c, err)
 		}
@@ -116,5 +120,28 @@ func TestBadConfigValues(t *testing.T) {
 	z, _ := json.Marshal(b.OCIConfig())
 	if !bytes.Equal(a, z) {
 		t.Errorf("refused values changed the config:\nbefore %s\nafter %s", a, z)
+	}
+}
+
+// A reference to a layout without a path ("oci:") fails without writing
+// anything in the working directory.
+func TestCommitToLayoutWithoutPath(t *testing.T) {
+	env := newTestEnv(t)
+	b, _ := env.newFilledBuilder(t, "work", 62)
+	wd := env.dir(t, "wd")
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(wd)
+	for _, s := range []string{"oci:", "oci::tag"} {
+		ref, err := alltransports.ParseImageName(s)
+		if err != nil {
+			t.Logf("%q does not parse: %v", s, err)
+			continue
+		}
+		if _, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys}); err == nil {
+			t.Errorf("commit to %q succeeded", s)
+		}
+		assertEmptyDir(t, wd)
 	}
 }

@@ -353,6 +353,11 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 			break // blobs written there could not be undone with the layout
 		}
 		layoutDir, _, _ := strings.Cut(dest.StringWithinTransport(), ":")
+		if layoutDir == "" {
+			// "oci:" has no path: blobs would land in the working directory,
+			// and the copy fails anyway.
+			return exportTarget{exportBase: true}
+		}
 		dir := filepath.Join(layoutDir, "blobs", "sha256")
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			return exportTarget{blobDir: dir, exportBase: true}
