@@ -25,7 +25,7 @@ test: vet fmt-check
 FUZZTIME ?= 10s
 FUZZ_TARGETS := .:FuzzParseCompression \
 	./docker:FuzzV2ImageRoundTrip ./docker:FuzzV2S2ManifestRoundTrip \
-	./internal/copier:FuzzLookupOwner \
+	./internal/copier:FuzzLookupOwner ./internal/dockerfile:FuzzParseChange \
 	./cmd/bricklayer:FuzzLocalName ./cmd/bricklayer:FuzzTransportRef
 
 fuzz:
