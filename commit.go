@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bricklayer/bricklayer/docker"
@@ -268,6 +269,8 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
 	ref := &containerImageRef{builder: b, opts: opts}
+	unlock := lockLocalDestination(dest)
+	defer unlock()
 	undo := snapshotDestination(dest)
 	target := b.exportTarget(dest, opts.SystemContext)
 	src, err := newImageSource(ctx, ref, opts.SystemContext, target)
@@ -380,6 +383,26 @@ func destinationContext(opts CommitOptions) *types.SystemContext {
 	}
 	sys.OCIAcceptUncompressedLayers = true
 	return &sys
+}
+
+// localDestinationLocks serialise this process's commits to one local
+// path: an OCI layout's index.json is read when its destination opens and
+// written when it commits, so two commits into one layout at once would
+// lose one's tag. Other processes are not excluded.
+var localDestinationLocks sync.Map // absolute path -> *sync.Mutex
+
+func lockLocalDestination(dest types.ImageReference) (unlock func()) {
+	path := localPath(dest)
+	if path == "" {
+		return func() {}
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	m, _ := localDestinationLocks.LoadOrStore(path, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // snapshotDestination notes what a local destination holds before a copy

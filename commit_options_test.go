@@ -252,7 +252,8 @@ func TestCommitLayerOptions(t *testing.T) {
 				return
 			}
 			if tc.keepsBase {
-				if got := img.Layers[0]; got.Digest != baseLayer.Digest || got.DiffID != baseLayer.DiffID {
+				// The base's tar always; its blob when the compression is the base's.
+				if got := img.Layers[0]; got.DiffID != baseLayer.DiffID || (got.MediaType == baseLayer.MediaType && got.Digest != baseLayer.Digest) {
 					t.Errorf("layer 0 %s (diffID %s), the base image's %s (%s)", got.Digest, got.DiffID, baseLayer.Digest, baseLayer.DiffID)
 				}
 			}

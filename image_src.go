@@ -147,7 +147,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 			var jobs []exportJob
 			if target.exportBase {
 				for i, bl := range base {
-					if !baseServable(bl, ref.opts.manifestType(), serveOrigin) {
+					if !baseServable(bl, ref.opts.manifestType(), compression, serveOrigin) {
 						jobs = append(jobs, exportJob{layer: chain[i], base: true, wantDiffID: bl.DiffID})
 					}
 				}
@@ -184,11 +184,12 @@ type exportJob struct {
 
 // baseServable says whether a base layer's own blob can be served: from the
 // origin it was pulled from, or from the store when the base image has it
-// uncompressed (as an image committed into a store does). Either way the
-// layer keeps the base image's digest.
-func baseServable(bl baseLayer, mtype string, serveOrigin bool) bool {
+// uncompressed and the commit asks for no compression. Otherwise a local
+// destination gets it exported with the commit's compression, from the
+// store's exact copy of its tar, so that its diffID stays the base's.
+func baseServable(bl baseLayer, mtype string, c Compression, serveOrigin bool) bool {
 	desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
-	return ok && (serveOrigin || desc.Digest == bl.DiffID)
+	return ok && (serveOrigin || (desc.Digest == bl.DiffID && c == CompressionNone))
 }
 
 func indexOfLayer(base []baseLayer, id string) int {

@@ -216,11 +216,13 @@ func TestReproducibleCommits(t *testing.T) {
 				t.Error("commits of files written at different times are identical without fixed times: the test cannot see file times")
 			}
 			if c.same {
-				// A derived image keeps the base image's layer blob as it
-				// is, whatever the compression of its own.
+				// A derived image keeps the base image's layer: its tar
+				// (diffID) always, its blob too when the compression is the
+				// base's.
 				baseLayer := first["base"].Layers[0]
 				for _, name := range reproDestNames() {
-					if got := first[name].Layers[0]; got.Digest != baseLayer.Digest || got.DiffID != baseLayer.DiffID {
+					got := first[name].Layers[0]
+					if got.DiffID != baseLayer.DiffID || (got.MediaType == baseLayer.MediaType && got.Digest != baseLayer.Digest) {
 						t.Errorf("%s: base layer %s (diffID %s), the base image's %s (%s)", name, got.Digest, got.DiffID, baseLayer.Digest, baseLayer.DiffID)
 					}
 				}
