@@ -335,21 +335,10 @@ func TestCommitHostileContent(t *testing.T) {
 			env := newTestEnv(t)
 			from := Scratch
 			if onBase {
-				base, _ := env.newFilledBuilder(t, "base", 50)
-				if _, err := base.Commit(env.ctx, storeRef(t, env.store, "localhost/base:latest"), CommitOptions{SystemContext: env.sys}); err != nil {
-					t.Fatal(err)
-				}
+				env.commitBase(t, "base", "localhost/base:latest", 50)
 				from = "localhost/base:latest"
 			}
-			b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: from, Container: "hostile"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			mp, err := b.Mount()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { b.Unmount() })
+			b, mp := env.newMountedBuilder(t, from, "hostile")
 			want := hostileTree(t, mp)
 			deep := deepPath(t, mp)
 			maps.Copy(want, deep)
@@ -556,15 +545,7 @@ func TestCommitSparseHugeFile(t *testing.T) {
 		t.Skip("streams 8 GiB through the export")
 	}
 	env := newTestEnv(t)
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: Scratch, Container: "sparse"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Unmount() })
+	b, mp := env.newMountedBuilder(t, Scratch, "sparse")
 	const size = 8 << 30
 	f, err := os.Create(filepath.Join(mp, "sparse"))
 	if err != nil {
