@@ -55,7 +55,8 @@ func (env *testEnv) dir(t *testing.T, name string) string {
 }
 
 // newMountedBuilder makes a builder called name from the image from, mounts
-// it and returns it with its mount point; the test's cleanup unmounts it.
+// it and returns it with its mount point; the test's cleanup unmounts it
+// unless the test has.
 func (env *testEnv) newMountedBuilder(t *testing.T, from, name string) (*Builder, string) {
 	t.Helper()
 	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: from, Container: name})
@@ -66,7 +67,11 @@ func (env *testEnv) newMountedBuilder(t *testing.T, from, name string) (*Builder
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Unmount() })
+	t.Cleanup(func() {
+		if b.MountPoint() != "" {
+			b.Unmount()
+		}
+	})
 	return b, mp
 }
 
