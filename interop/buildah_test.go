@@ -66,15 +66,7 @@ func TestBuildahBase(t *testing.T) {
 	}
 
 	sys := e.sysContext(t)
-	b, err := bricklayer.NewBuilder(ctx, e.store, bricklayer.BuilderOptions{FromImage: baseName, Container: "from-buildah", SystemContext: sys, SignaturePolicyPath: e.policy})
-	if err != nil {
-		t.Fatalf("building from %s: %v", baseName, err)
-	}
-	rootfs, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unmount(t, b) })
+	b, rootfs := mountBuilder(t, ctx, e.store, bricklayer.BuilderOptions{FromImage: baseName, Container: "from-buildah", SystemContext: sys, SignaturePolicyPath: e.policy})
 	testutil.ChangeTree(t, rootfs, 12)
 
 	for _, f := range validFormats {

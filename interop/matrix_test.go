@@ -23,30 +23,14 @@ func TestCommitMatrix(t *testing.T) {
 	registry := testutil.StartRegistry(t)
 	sys := e.sysContext(t)
 
-	base, err := bricklayer.NewBuilder(ctx, e.store, bricklayer.BuilderOptions{FromImage: "scratch", Container: "matrix-base"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := base.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unmount(t, base) })
+	base, mp := mountBuilder(t, ctx, e.store, bricklayer.BuilderOptions{FromImage: "scratch", Container: "matrix-base"})
 	testutil.FillTree(t, mp, 1)
 	baseRef := e.newTarget(t, tStorage, "", "", "interop-matrix-base")
 	if _, err := base.Commit(ctx, baseRef.ref, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: e.policy}); err != nil {
 		t.Fatalf("committing the base image: %v", err)
 	}
 
-	b, err := bricklayer.NewBuilder(ctx, e.store, bricklayer.BuilderOptions{FromImage: baseRef.tag, Container: "matrix", SystemContext: sys, SignaturePolicyPath: e.policy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootfs, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unmount(t, b) })
+	b, rootfs := mountBuilder(t, ctx, e.store, bricklayer.BuilderOptions{FromImage: baseRef.tag, Container: "matrix", SystemContext: sys, SignaturePolicyPath: e.policy})
 	testutil.ChangeTree(t, rootfs, 2)
 
 	for _, f := range validFormats {
