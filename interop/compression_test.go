@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/bricklayer/bricklayer"
-	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports/alltransports"
 )
 
@@ -28,13 +27,7 @@ func TestCommitHonoursCompression(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, base, "base.txt", "in the base image\n")
-	baseRef, err := is.Transport.ParseStoreReference(store, "localhost/compression-base:latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := base.Commit(ctx, baseRef, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: policy}); err != nil {
-		t.Fatal(err)
-	}
+	commitToStore(t, ctx, store, base, "localhost/compression-base:latest", sys, policy)
 	b, err := bricklayer.NewBuilder(ctx, store, bricklayer.BuilderOptions{FromImage: "localhost/compression-base:latest", SystemContext: sys, SignaturePolicyPath: policy})
 	if err != nil {
 		t.Fatal(err)

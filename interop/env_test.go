@@ -135,6 +135,19 @@ func mountBuilder(t *testing.T, ctx context.Context, store storage.Store, opts b
 	return b, mp
 }
 
+// commitToStore commits b into store as the image name, through sys and
+// policy.
+func commitToStore(t *testing.T, ctx context.Context, store storage.Store, b *bricklayer.Builder, name string, sys *types.SystemContext, policy string) {
+	t.Helper()
+	ref, err := is.Transport.ParseStoreReference(store, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(ctx, ref, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: policy}); err != nil {
+		t.Fatalf("committing %s into the store as %s: %v", b.ContainerName(), name, err)
+	}
+}
+
 // sysContext is a SystemContext that needs no system configuration, talks
 // plain HTTP to the test registry and keeps its blob-info cache in a
 // directory of its own (a shared cache lets one compression's push reuse

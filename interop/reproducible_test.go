@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/bricklayer/bricklayer"
-	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports/alltransports"
 )
 
@@ -33,13 +32,7 @@ func TestCommitReproducibleWithDeletions(t *testing.T) {
 		}
 	}
 	unmount(t, base)
-	baseRef, err := is.Transport.ParseStoreReference(store, "localhost/reproducible-base:latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := base.Commit(ctx, baseRef, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: policy}); err != nil {
-		t.Fatal(err)
-	}
+	commitToStore(t, ctx, store, base, "localhost/reproducible-base:latest", sys, policy)
 
 	b, mp := mountBuilder(t, ctx, store, bricklayer.BuilderOptions{FromImage: "localhost/reproducible-base:latest", SystemContext: sys, SignaturePolicyPath: policy})
 	if err := os.RemoveAll(filepath.Join(mp, "dir")); err != nil {
