@@ -249,15 +249,7 @@ func checkImageWith(t testing.TB, ref types.ImageReference, sys *types.SystemCon
 	}
 
 	// The layers, as copy.Image would read them.
-	infos, err := src.LayerInfosForCopy(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if infos == nil {
-		for _, l := range m.LayerInfos() {
-			infos = append(infos, l.BlobInfo)
-		}
-	}
+	infos := layerInfosForCopy(t, src, m)
 	if want.Layers >= 0 && len(infos) != want.Layers {
 		t.Errorf("%d layers, want %d", len(infos), want.Layers)
 	}
@@ -286,6 +278,55 @@ func checkImageWith(t testing.TB, ref types.ImageReference, sys *types.SystemCon
 		applyLayer(img.Tree, l)
 	}
 	return img
+}
+
+// layerInfosForCopy returns the layers of src, whose manifest is m, as
+// copy.Image reads them: those src substitutes, else the manifest's.
+func layerInfosForCopy(t testing.TB, src types.ImageSource, m manifest.Manifest) []types.BlobInfo {
+	t.Helper()
+	infos, err := src.LayerInfosForCopy(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if infos == nil {
+		for _, l := range m.LayerInfos() {
+			infos = append(infos, l.BlobInfo)
+		}
+	}
+	return infos
+}
+
+// readOCIBlob reads the blob d of the OCI layout in dir and checks its
+// digest.
+func readOCIBlob(t testing.TB, dir string, d digest.Digest) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := digest.FromBytes(data); got != d {
+		t.Fatalf("blob %s has digest %s", d, got)
+	}
+	return data
+}
+
+// readOCIManifest returns the manifest of the only image in the OCI layout
+// in dir.
+func readOCIManifest(t testing.TB, dir string) v1.Manifest {
+	t.Helper()
+	var index v1.Index
+	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &index); err != nil || len(index.Manifests) != 1 {
+		t.Fatalf("index.json: %v, %d manifests", err, len(index.Manifests))
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal(readOCIBlob(t, dir, index.Manifests[0].Digest), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // readBlob reads a whole blob.

@@ -42,15 +42,8 @@ func newOptionsFixture(t *testing.T) *optionsFixture {
 	f := &optionsFixture{env: env, baseTree: wantA}
 	f.base = checkImage(t, baseRef, wantImage{Layers: 1})
 
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "localhost/opts-base:1", Container: "work"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.b = b
-	if f.mp, err = b.Mount(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Unmount() })
+	b, mp := env.newMountedBuilder(t, "localhost/opts-base:1", "work")
+	f.b, f.mp = b, mp
 	f.tree = maps.Clone(wantA)
 	if err := os.WriteFile(filepath.Join(f.mp, "added"), []byte("new"), 0o644); err != nil {
 		t.Fatal(err)

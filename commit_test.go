@@ -54,11 +54,12 @@ func (env *testEnv) dir(t *testing.T, name string) string {
 	return filepath.Join(d, name)
 }
 
-// newFilledBuilder makes a builder from scratch, writes a tree into it and
-// returns both.
-func (env *testEnv) newFilledBuilder(t *testing.T, name string, seed uint64) (*Builder, tree) {
+// newMountedBuilder makes a builder called name from the image from, mounts
+// it and returns it with its mount point; the test's cleanup unmounts it
+// unless the test has.
+func (env *testEnv) newMountedBuilder(t *testing.T, from, name string) (*Builder, string) {
 	t.Helper()
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: Scratch, Container: name})
+	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: from, Container: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +67,34 @@ func (env *testEnv) newFilledBuilder(t *testing.T, name string, seed uint64) (*B
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Unmount() })
+	t.Cleanup(func() {
+		if b.MountPoint() != "" {
+			b.Unmount()
+		}
+	})
+	return b, mp
+}
+
+// newFilledBuilder makes a builder from scratch, writes a tree into it and
+// returns both.
+func (env *testEnv) newFilledBuilder(t *testing.T, name string, seed uint64) (*Builder, tree) {
+	t.Helper()
+	b, mp := env.newMountedBuilder(t, Scratch, name)
 	return b, fillTree(t, mp, seed)
+}
+
+// commitBase fills a builder called name from scratch, commits it into the
+// store as the image image, unmounts it and returns the tree it holds.
+func (env *testEnv) commitBase(t *testing.T, name, image string, seed uint64) tree {
+	t.Helper()
+	b, want := env.newFilledBuilder(t, name, seed)
+	if _, err := b.Commit(env.ctx, storeRef(t, env.store, image), CommitOptions{SystemContext: env.sys}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	return want
 }
 
 // ociRef is a reference to name in a new OCI layout under the test's
@@ -198,18 +225,10 @@ func TestCommitChain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "localhost/a:latest", Container: "b"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, mp := env.newMountedBuilder(t, "localhost/a:latest", "b")
 	if b.FromImageID() != resA.ImageID {
 		t.Errorf("builder's base image %s, want %s", b.FromImageID(), resA.ImageID)
 	}
-	mp, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Unmount()
 	wantB := tree{}
 	for k, v := range wantA {
 		wantB[k] = v

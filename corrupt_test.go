@@ -25,22 +25,8 @@ import (
 // its own, and the base image's top layer ID.
 func (env *testEnv) newBuilderOnBase(t *testing.T) (*Builder, string) {
 	t.Helper()
-	base, _ := env.newFilledBuilder(t, "base", 40)
-	if _, err := base.Commit(env.ctx, storeRef(t, env.store, "localhost/base:latest"), CommitOptions{SystemContext: env.sys}); err != nil {
-		t.Fatal(err)
-	}
-	if err := base.Unmount(); err != nil {
-		t.Fatal(err)
-	}
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "localhost/base:latest", Container: "work"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Unmount() })
+	env.commitBase(t, "base", "localhost/base:latest", 40)
+	b, mp := env.newMountedBuilder(t, "localhost/base:latest", "work")
 	if err := os.WriteFile(filepath.Join(mp, "new-file"), []byte("new"), 0o644); err != nil {
 		t.Fatal(err)
 	}

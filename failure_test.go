@@ -110,14 +110,8 @@ func TestCommitFailures(t *testing.T) {
 		// Another process removes the base image's layer from the store's
 		// records (as a crash or a careless tool could).
 		env := newTestEnv(t)
-		a, _ := env.newFilledBuilder(t, "a", 4)
-		if _, err := a.Commit(env.ctx, storeRef(t, env.store, "localhost/a:latest"), CommitOptions{SystemContext: env.sys}); err != nil {
-			t.Fatal(err)
-		}
+		env.commitBase(t, "a", "localhost/a:latest", 4)
 		checkImage(t, storeRef(t, env.store, "localhost/a:latest"), wantImage{Layers: 1})
-		if err := a.Unmount(); err != nil {
-			t.Fatal(err)
-		}
 		b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "localhost/a:latest", Container: "b"})
 		if err != nil {
 			t.Fatal(err)

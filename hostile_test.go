@@ -5,7 +5,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +20,6 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/directory"
 	"go.podman.io/image/v5/manifest"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
@@ -287,26 +285,7 @@ func makeDeepPath(t *testing.T, root string, depth, n int) string {
 // decompressed.
 func ociLayerReader(t *testing.T, dir string) io.Reader {
 	t.Helper()
-	readJSON := func(d digest.Digest, v any) {
-		t.Helper()
-		data, err := os.ReadFile(filepath.Join(dir, "blobs", "sha256", d.Encoded()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(data, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var index v1.Index
-	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &index); err != nil || len(index.Manifests) != 1 {
-		t.Fatalf("index.json: %v, %d manifests", err, len(index.Manifests))
-	}
-	var m v1.Manifest
-	readJSON(index.Manifests[0].Digest, &m)
+	m := readOCIManifest(t, dir)
 	if len(m.Layers) != 1 {
 		t.Fatalf("%d layers, want 1", len(m.Layers))
 	}
@@ -335,21 +314,10 @@ func TestCommitHostileContent(t *testing.T) {
 			env := newTestEnv(t)
 			from := Scratch
 			if onBase {
-				base, _ := env.newFilledBuilder(t, "base", 50)
-				if _, err := base.Commit(env.ctx, storeRef(t, env.store, "localhost/base:latest"), CommitOptions{SystemContext: env.sys}); err != nil {
-					t.Fatal(err)
-				}
+				env.commitBase(t, "base", "localhost/base:latest", 50)
 				from = "localhost/base:latest"
 			}
-			b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: from, Container: "hostile"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			mp, err := b.Mount()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { b.Unmount() })
+			b, mp := env.newMountedBuilder(t, from, "hostile")
 			want := hostileTree(t, mp)
 			deep := deepPath(t, mp)
 			maps.Copy(want, deep)
@@ -459,15 +427,7 @@ func readHostileLayer(t *testing.T, ref types.ImageReference, i int) map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	infos, err := src.LayerInfosForCopy(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if infos == nil {
-		for _, l := range m.LayerInfos() {
-			infos = append(infos, l.BlobInfo)
-		}
-	}
+	infos := layerInfosForCopy(t, src, m)
 	rc, _, err := src.GetBlob(ctx, infos[i], none.NoCache)
 	if err != nil {
 		t.Fatal(err)
@@ -556,15 +516,7 @@ func TestCommitSparseHugeFile(t *testing.T) {
 		t.Skip("streams 8 GiB through the export")
 	}
 	env := newTestEnv(t)
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: Scratch, Container: "sparse"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Unmount() })
+	b, mp := env.newMountedBuilder(t, Scratch, "sparse")
 	const size = 8 << 30
 	f, err := os.Create(filepath.Join(mp, "sparse"))
 	if err != nil {

@@ -93,14 +93,7 @@ func reproCommits(t *testing.T, c reproCase, epoch, fileTime time.Time) map[stri
 		}
 	}
 
-	base, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: Scratch, Container: "base"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := base.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, mp := env.newMountedBuilder(t, Scratch, "base")
 	fillTree(t, mp, 42)
 	if c.fixMtimes {
 		setTimes(t, mp, fileTime)
@@ -114,14 +107,7 @@ func reproCommits(t *testing.T, c reproCase, epoch, fileTime time.Time) map[stri
 	}
 	out["base"] = checkImage(t, baseRef, wantImage{Layers: 1})
 
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "localhost/base:1", Container: "derived"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mp, err = b.Mount(); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Unmount()
+	b, mp := env.newMountedBuilder(t, "localhost/base:1", "derived")
 	if err := os.WriteFile(filepath.Join(mp, "added"), []byte("added"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -142,9 +128,11 @@ func reproCommits(t *testing.T, c reproCase, epoch, fileTime time.Time) map[stri
 		case "oci":
 			dest = ociRef(t, env.dir(t, "oci"), "latest")
 		case "dir":
-			if dest, err = directory.NewReference(env.dir(t, "dir")); err != nil {
+			ref, err := directory.NewReference(env.dir(t, "dir"))
+			if err != nil {
 				t.Fatal(err)
 			}
+			dest = ref
 		case "storage":
 			dest = storeRef(t, env.store, "localhost/derived:1")
 		}

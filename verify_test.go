@@ -195,6 +195,17 @@ func TestVerify(t *testing.T) {
 
 	// A digest that names nothing in the image.
 	bogus := digest.FromString("bogus")
+	// layerCorrupted checks that a layer whose bytes changed is reported.
+	layerCorrupted := func(t *testing.T, l ociLayout, problems []VerifyProblem) {
+		m, _ := l.manifest("latest")
+		d := m.Layers[0].Digest
+		if !hasProblem(problems, "layer 0", "digest", d, d.String(), "") {
+			t.Errorf("layer digest mismatch not reported")
+		}
+		if !hasProblem(problems, "layer 0", "diffID", d, "", "") && !hasProblem(problems, "layer 0", "decompression", d, "", "") {
+			t.Errorf("corrupt content not reported as a diffID or decompression problem")
+		}
+	}
 
 	for _, tc := range []struct {
 		name        string
@@ -233,16 +244,7 @@ func TestVerify(t *testing.T) {
 				m, _ := l.manifest("latest")
 				flipByte(l.t, l.blobPath(m.Layers[0].Digest), 5000)
 			},
-			func(t *testing.T, l ociLayout, problems []VerifyProblem) {
-				m, _ := l.manifest("latest")
-				d := m.Layers[0].Digest
-				if !hasProblem(problems, "layer 0", "digest", d, d.String(), "") {
-					t.Errorf("layer digest mismatch not reported")
-				}
-				if !hasProblem(problems, "layer 0", "diffID", d, "", "") && !hasProblem(problems, "layer 0", "decompression", d, "", "") {
-					t.Errorf("corrupt content not reported as a diffID or decompression problem")
-				}
-			},
+			layerCorrupted,
 		},
 		{
 			"layer-byte-flipped/zstd", CompressionZstd,
@@ -250,16 +252,7 @@ func TestVerify(t *testing.T) {
 				m, _ := l.manifest("latest")
 				flipByte(l.t, l.blobPath(m.Layers[0].Digest), -100)
 			},
-			func(t *testing.T, l ociLayout, problems []VerifyProblem) {
-				m, _ := l.manifest("latest")
-				d := m.Layers[0].Digest
-				if !hasProblem(problems, "layer 0", "digest", d, d.String(), "") {
-					t.Errorf("layer digest mismatch not reported")
-				}
-				if !hasProblem(problems, "layer 0", "diffID", d, "", "") && !hasProblem(problems, "layer 0", "decompression", d, "", "") {
-					t.Errorf("corrupt content not reported as a diffID or decompression problem")
-				}
-			},
+			layerCorrupted,
 		},
 		{
 			"layer-truncated", CompressionGzip,

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +19,6 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
-	digest "github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/oci/layout"
 	is "go.podman.io/image/v5/storage"
 )
@@ -161,31 +158,10 @@ func writeTree(t *testing.T, root string, mtime time.Time, files map[string]stri
 // layout, bottom first, after checking each blob's digest.
 func readOCILayers(t *testing.T, dir string) [][]byte {
 	t.Helper()
-	blob := func(d digest.Digest) []byte {
-		data, err := os.ReadFile(filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := digest.FromBytes(data); got != d {
-			t.Fatalf("blob %s has digest %s", d, got)
-		}
-		return data
-	}
-	var index v1.Index
-	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &index); err != nil || len(index.Manifests) != 1 {
-		t.Fatalf("index.json: %v, %d manifests", err, len(index.Manifests))
-	}
-	var m v1.Manifest
-	if err := json.Unmarshal(blob(index.Manifests[0].Digest), &m); err != nil {
-		t.Fatal(err)
-	}
+	m := readOCIManifest(t, dir)
 	var out [][]byte
 	for _, l := range m.Layers {
-		raw := blob(l.Digest)
+		raw := readOCIBlob(t, dir, l.Digest)
 		var r io.Reader = bytes.NewReader(raw)
 		switch {
 		case strings.HasSuffix(l.MediaType, "+gzip"):

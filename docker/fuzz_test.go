@@ -15,54 +15,38 @@ func FuzzV2ImageRoundTrip(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"os.version":"10.0","os.features":["win32k"],"variant":"v8","id":"x","parent":"y","comment":"c","docker_version":"1"}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var img V2Image
-		if err := json.Unmarshal(data, &img); err != nil {
-			return
-		}
-		first, err := json.Marshal(&img)
-		if err != nil {
-			// A time.Time out of JSON's range, for one, decodes but does
-			// not encode.
-			return
-		}
-		var again V2Image
-		if err := json.Unmarshal(first, &again); err != nil {
-			t.Fatalf("decoding what was encoded: %v\n%s", err, first)
-		}
-		second, err := json.Marshal(&again)
-		if err != nil {
-			t.Fatalf("encoding again: %v", err)
-		}
-		if !bytes.Equal(first, second) {
-			t.Fatalf("round trip not stable:\n%s\n%s", first, second)
-		}
-	})
+	f.Fuzz(checkRoundTrip[V2Image])
 }
 
 // FuzzV2S2ManifestRoundTrip is FuzzV2ImageRoundTrip for manifests.
 func FuzzV2S2ManifestRoundTrip(f *testing.F) {
 	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":7023,"digest":"sha256:b5b2b2c507a0944348e0303114d8d93aaaa081732b86451d9bce1f432a537bc7"},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":32654,"digest":"sha256:e692418e4cbaf90ca69d05a66403747baa33ee08806650b51fab815ad7fc331f","urls":["https://x"]}]}`))
 	f.Add([]byte(`{}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		var m V2S2Manifest
-		if err := json.Unmarshal(data, &m); err != nil {
-			return
-		}
-		first, err := json.Marshal(&m)
-		if err != nil {
-			return
-		}
-		var again V2S2Manifest
-		if err := json.Unmarshal(first, &again); err != nil {
-			t.Fatalf("decoding what was encoded: %v\n%s", err, first)
-		}
-		second, err := json.Marshal(&again)
-		if err != nil {
-			t.Fatalf("encoding again: %v", err)
-		}
-		if !bytes.Equal(first, second) {
-			t.Fatalf("round trip not stable:\n%s\n%s", first, second)
-		}
-	})
+	f.Fuzz(checkRoundTrip[V2S2Manifest])
+}
+
+// checkRoundTrip checks that data, if it decodes into a T that encodes,
+// encodes to bytes that decode into a T that encodes to the same bytes.
+func checkRoundTrip[T any](t *testing.T, data []byte) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return
+	}
+	first, err := json.Marshal(&v)
+	if err != nil {
+		// A time.Time out of JSON's range, for one, decodes but does not
+		// encode.
+		return
+	}
+	var again T
+	if err := json.Unmarshal(first, &again); err != nil {
+		t.Fatalf("decoding what was encoded: %v\n%s", err, first)
+	}
+	second, err := json.Marshal(&again)
+	if err != nil {
+		t.Fatalf("encoding again: %v", err)
+	}
+	if !bytes.Equal(first, second) {
+		t.Fatalf("round trip not stable:\n%s\n%s", first, second)
+	}
 }

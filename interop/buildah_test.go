@@ -66,39 +66,13 @@ func TestBuildahBase(t *testing.T) {
 	}
 
 	sys := e.sysContext(t)
-	b, err := bricklayer.NewBuilder(ctx, e.store, bricklayer.BuilderOptions{FromImage: baseName, Container: "from-buildah", SystemContext: sys, SignaturePolicyPath: e.policy})
-	if err != nil {
-		t.Fatalf("building from %s: %v", baseName, err)
-	}
-	rootfs, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unmount(t, b) })
+	b, rootfs := mountBuilder(t, ctx, e.store, bricklayer.BuilderOptions{FromImage: baseName, Container: "from-buildah", SystemContext: sys, SignaturePolicyPath: e.policy})
 	testutil.ChangeTree(t, rootfs, 12)
 
-	for _, f := range validFormats {
-		t.Run(f.String(), func(t *testing.T) {
-			t.Parallel()
-			sys := e.sysContext(t)
-			for _, tr := range allTransports {
-				t.Run(tr, func(t *testing.T) {
-					tg := e.newTarget(t, tr, t.TempDir(), registry, sanitize("from-buildah-"+f.String()))
-					res, err := b.Commit(ctx, tg.ref, bricklayer.CommitOptions{
-						ManifestType:        f.manifestType,
-						Compression:         f.compression,
-						SystemContext:       sys,
-						SignaturePolicyPath: e.policy,
-					})
-					if err != nil {
-						t.Fatalf("committing to %s: %v", tg.name, err)
-					}
-					cfg := checkImage(t, e, tg, expect{format: f, result: res, rootfs: rootfs, layers: 3, baseDigests: baseDigests})
-					checkInheritedConfig(t, tg, cfg)
-				})
-			}
-		})
-	}
+	e.commitEverywhere(t, ctx, b, registry, "from-buildah-", func(t *testing.T, f format, tg target, res bricklayer.CommitResult) {
+		cfg := checkImage(t, e, tg, expect{format: f, result: res, rootfs: rootfs, layers: 3, baseDigests: baseDigests})
+		checkInheritedConfig(t, tg, cfg)
+	})
 }
 
 // checkInheritedConfig: the config buildah gave the base image is in ours.

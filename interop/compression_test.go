@@ -8,9 +8,7 @@ import (
 	"testing"
 
 	"github.com/bricklayer/bricklayer"
-	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports/alltransports"
-	"go.podman.io/image/v5/types"
 )
 
 // TestCommitHonoursCompression: every layer an OCI layout or a dir: image
@@ -22,26 +20,14 @@ import (
 // and base layers came out uncompressed in dir: and gzip in zstd commits.
 func TestCommitHonoursCompression(t *testing.T) {
 	ctx := context.Background()
-	store, _, _ := newStore(t)
-	dir := t.TempDir()
-	policy := filepath.Join(dir, "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sys := &types.SystemContext{BlobInfoCacheDir: t.TempDir(), SignaturePolicyPath: policy}
+	store, sys, policy := newPlainStore(t)
 
 	base, err := bricklayer.NewBuilder(ctx, store, bricklayer.BuilderOptions{FromImage: "scratch"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	writeFile(t, base, "base.txt", "in the base image\n")
-	baseRef, err := is.Transport.ParseStoreReference(store, "localhost/compression-base:latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := base.Commit(ctx, baseRef, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: policy}); err != nil {
-		t.Fatal(err)
-	}
+	commitToStore(t, ctx, store, base, "localhost/compression-base:latest", sys, policy)
 	b, err := bricklayer.NewBuilder(ctx, store, bricklayer.BuilderOptions{FromImage: "localhost/compression-base:latest", SystemContext: sys, SignaturePolicyPath: policy})
 	if err != nil {
 		t.Fatal(err)

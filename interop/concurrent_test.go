@@ -11,7 +11,6 @@ import (
 
 	"github.com/bricklayer/bricklayer"
 	is "go.podman.io/image/v5/storage"
-	"go.podman.io/image/v5/types"
 )
 
 // TestConcurrentCommitsIntoStore: a builder may be committed from several
@@ -21,21 +20,8 @@ import (
 // its own put.
 func TestConcurrentCommitsIntoStore(t *testing.T) {
 	ctx := context.Background()
-	store, _, _ := newStore(t)
-	policy := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sys := &types.SystemContext{BlobInfoCacheDir: t.TempDir(), SignaturePolicyPath: policy}
-	b, err := bricklayer.NewBuilder(ctx, store, bricklayer.BuilderOptions{FromImage: "scratch"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unmount(t, b)
+	store, sys, policy := newPlainStore(t)
+	b, mp := mountBuilder(t, ctx, store, bricklayer.BuilderOptions{FromImage: "scratch"})
 
 	const rounds, perRound = 3, 4
 	for r := range rounds {

@@ -1,6 +1,7 @@
 package interop
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -99,6 +100,52 @@ func newStore(t *testing.T) (store storage.Store, root, runroot string) {
 		}
 	})
 	return store, root, runroot
+}
+
+// newPlainStore sets up what a test that needs no tools shares: a store
+// (newStore), an accept-anything signature policy, and a SystemContext that
+// names the policy and keeps its blob-info cache in a directory of its own.
+func newPlainStore(t *testing.T) (store storage.Store, sys *types.SystemContext, policy string) {
+	t.Helper()
+	store, _, _ = newStore(t)
+	policy = filepath.Join(t.TempDir(), "policy.json")
+	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return store, &types.SystemContext{BlobInfoCacheDir: t.TempDir(), SignaturePolicyPath: policy}, policy
+}
+
+// mountBuilder makes a builder in store with opts, mounts it and returns it
+// with its mount point. The test's cleanup unmounts it unless the test has.
+func mountBuilder(t *testing.T, ctx context.Context, store storage.Store, opts bricklayer.BuilderOptions) (*bricklayer.Builder, string) {
+	t.Helper()
+	b, err := bricklayer.NewBuilder(ctx, store, opts)
+	if err != nil {
+		t.Fatalf("making a builder from %s: %v", opts.FromImage, err)
+	}
+	mp, err := b.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if b.MountPoint() != "" {
+			unmount(t, b)
+		}
+	})
+	return b, mp
+}
+
+// commitToStore commits b into store as the image name, through sys and
+// policy.
+func commitToStore(t *testing.T, ctx context.Context, store storage.Store, b *bricklayer.Builder, name string, sys *types.SystemContext, policy string) {
+	t.Helper()
+	ref, err := is.Transport.ParseStoreReference(store, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(ctx, ref, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: policy}); err != nil {
+		t.Fatalf("committing %s into the store as %s: %v", b.ContainerName(), name, err)
+	}
 }
 
 // sysContext is a SystemContext that needs no system configuration, talks

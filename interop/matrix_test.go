@@ -23,40 +23,33 @@ func TestCommitMatrix(t *testing.T) {
 	registry := testutil.StartRegistry(t)
 	sys := e.sysContext(t)
 
-	base, err := bricklayer.NewBuilder(ctx, e.store, bricklayer.BuilderOptions{FromImage: "scratch", Container: "matrix-base"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := base.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unmount(t, base) })
+	base, mp := mountBuilder(t, ctx, e.store, bricklayer.BuilderOptions{FromImage: "scratch", Container: "matrix-base"})
 	testutil.FillTree(t, mp, 1)
 	baseRef := e.newTarget(t, tStorage, "", "", "interop-matrix-base")
 	if _, err := base.Commit(ctx, baseRef.ref, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: e.policy}); err != nil {
 		t.Fatalf("committing the base image: %v", err)
 	}
 
-	b, err := bricklayer.NewBuilder(ctx, e.store, bricklayer.BuilderOptions{FromImage: baseRef.tag, Container: "matrix", SystemContext: sys, SignaturePolicyPath: e.policy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootfs, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unmount(t, b) })
+	b, rootfs := mountBuilder(t, ctx, e.store, bricklayer.BuilderOptions{FromImage: baseRef.tag, Container: "matrix", SystemContext: sys, SignaturePolicyPath: e.policy})
 	testutil.ChangeTree(t, rootfs, 2)
 
+	e.commitEverywhere(t, ctx, b, registry, "matrix-", func(t *testing.T, f format, tg target, res bricklayer.CommitResult) {
+		checkImage(t, e, tg, expect{format: f, result: res, rootfs: rootfs, layers: 2})
+	})
+}
+
+// commitEverywhere commits b in every valid format to every transport, in a
+// subtest each (the formats in parallel, each with a blob-info cache of its
+// own), naming the images prefix and the format, and calls check on each.
+func (e *env) commitEverywhere(t *testing.T, ctx context.Context, b *bricklayer.Builder, registry, prefix string, check func(t *testing.T, f format, tg target, res bricklayer.CommitResult)) {
+	t.Helper()
 	for _, f := range validFormats {
 		t.Run(f.String(), func(t *testing.T) {
 			t.Parallel()
-			sys := e.sysContext(t) // a blob-info cache of its own
+			sys := e.sysContext(t)
 			for _, tr := range allTransports {
 				t.Run(tr, func(t *testing.T) {
-					name := sanitize("matrix-" + f.String())
-					tg := e.newTarget(t, tr, t.TempDir(), registry, name)
+					tg := e.newTarget(t, tr, t.TempDir(), registry, sanitize(prefix+f.String()))
 					res, err := b.Commit(ctx, tg.ref, bricklayer.CommitOptions{
 						ManifestType:        f.manifestType,
 						Compression:         f.compression,
@@ -66,7 +59,7 @@ func TestCommitMatrix(t *testing.T) {
 					if err != nil {
 						t.Fatalf("committing to %s: %v", tg.name, err)
 					}
-					checkImage(t, e, tg, expect{format: f, result: res, rootfs: rootfs, layers: 2})
+					check(t, f, tg, res)
 				})
 			}
 		})

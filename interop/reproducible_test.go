@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/bricklayer/bricklayer"
-	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports/alltransports"
-	"go.podman.io/image/v5/types"
 )
 
 // TestCommitReproducibleWithDeletions: a container that deletes files of
@@ -22,21 +20,9 @@ import (
 // it was exported" when a second boundary fell between the two reads.
 func TestCommitReproducibleWithDeletions(t *testing.T) {
 	ctx := context.Background()
-	store, _, _ := newStore(t)
-	policy := filepath.Join(t.TempDir(), "policy.json")
-	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sys := &types.SystemContext{BlobInfoCacheDir: t.TempDir(), SignaturePolicyPath: policy}
+	store, sys, policy := newPlainStore(t)
 
-	base, err := bricklayer.NewBuilder(ctx, store, bricklayer.BuilderOptions{FromImage: "scratch"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := base.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
+	base, mp := mountBuilder(t, ctx, store, bricklayer.BuilderOptions{FromImage: "scratch"})
 	for _, name := range []string{"dir/a", "dir/b", "file"} {
 		if err := os.MkdirAll(filepath.Join(mp, filepath.Dir(name)), 0o755); err != nil {
 			t.Fatal(err)
@@ -46,22 +32,9 @@ func TestCommitReproducibleWithDeletions(t *testing.T) {
 		}
 	}
 	unmount(t, base)
-	baseRef, err := is.Transport.ParseStoreReference(store, "localhost/reproducible-base:latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := base.Commit(ctx, baseRef, bricklayer.CommitOptions{SystemContext: sys, SignaturePolicyPath: policy}); err != nil {
-		t.Fatal(err)
-	}
+	commitToStore(t, ctx, store, base, "localhost/reproducible-base:latest", sys, policy)
 
-	b, err := bricklayer.NewBuilder(ctx, store, bricklayer.BuilderOptions{FromImage: "localhost/reproducible-base:latest", SystemContext: sys, SignaturePolicyPath: policy})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err = b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, mp := mountBuilder(t, ctx, store, bricklayer.BuilderOptions{FromImage: "localhost/reproducible-base:latest", SystemContext: sys, SignaturePolicyPath: policy})
 	if err := os.RemoveAll(filepath.Join(mp, "dir")); err != nil {
 		t.Fatal(err)
 	}

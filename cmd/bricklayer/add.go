@@ -23,11 +23,7 @@ func (a *app) addCommand(name string) *cobra.Command {
 		Example: fmt.Sprintf("  bricklayer %s --chown 1000:1000 --chmod 755 work ./bin/app /usr/local/bin/", name),
 		Args:    cobra.MinimumNArgs(3),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
-			store, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			b, err := openContainer(store, args[0])
+			b, err := a.openBuilder(args[0])
 			if err != nil {
 				return err
 			}

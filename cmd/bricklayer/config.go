@@ -41,11 +41,7 @@ the other flags, in order.`,
 			if err != nil {
 				return err
 			}
-			store, err := a.openStore()
-			if err != nil {
-				return err
-			}
-			b, err := openContainer(store, args[0])
+			b, err := a.openBuilder(args[0])
 			if err != nil {
 				return err
 			}

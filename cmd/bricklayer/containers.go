@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +19,7 @@ type containerSummary struct {
 }
 
 func (a *app) containersCommand() *cobra.Command {
-	var quiet, asJSON, noTrunc bool
+	var f listFlags
 	cmd := &cobra.Command{
 		Use:     "containers",
 		Aliases: []string{"ps"},
@@ -31,9 +32,9 @@ the system's containers storage, those of buildah and podman too.`,
 			if err != nil {
 				return err
 			}
-			ctrs, err := store.Containers()
+			ctrs, err := listContainers(store)
 			if err != nil {
-				return fmt.Errorf("listing the containers in %s: %w", store.GraphRoot(), err)
+				return err
 			}
 			rows := make([]containerSummary, 0, len(ctrs))
 			for _, c := range ctrs {
@@ -48,31 +49,14 @@ the system's containers storage, those of buildah and podman too.`,
 				}
 				rows = append(rows, r)
 			}
-			out := cmd.OutOrStdout()
-			switch {
-			case asJSON:
-				return printJSON(out, rows)
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(out, r.ID)
-				}
-				return nil
-			}
-			tw := newTable(out)
-			fmt.Fprintln(tw, "CONTAINER ID\tIMAGE ID\tIMAGE NAME\tCONTAINER NAME")
-			for _, r := range rows {
-				id, imageID := r.ID, r.ImageID
-				if !noTrunc {
-					id, imageID = shortID(id), shortID(imageID)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", id, orNone(imageID, "scratch"), orNone(r.ImageName, ""), r.Name)
-			}
-			return tw.Flush()
+			return printList(cmd.OutOrStdout(), &f, rows, func(r containerSummary) string { return r.ID },
+				"CONTAINER ID\tIMAGE ID\tIMAGE NAME\tCONTAINER NAME",
+				func(w io.Writer, r containerSummary) {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.id(r.ID), orNone(f.id(r.ImageID), "scratch"), orNone(r.ImageName, ""), r.Name)
+				})
 		}),
 	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the container IDs")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "print full IDs")
+	f.register(cmd, "container")
 	return cmd
 }
 

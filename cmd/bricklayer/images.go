@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -20,7 +21,7 @@ type imageSummary struct {
 }
 
 func (a *app) imagesCommand() *cobra.Command {
-	var quiet, asJSON, noTrunc bool
+	var f listFlags
 	cmd := &cobra.Command{
 		Use:   "images",
 		Short: "List the images in the store",
@@ -30,9 +31,9 @@ func (a *app) imagesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			imgs, err := store.Images()
+			imgs, err := listImages(store)
 			if err != nil {
-				return fmt.Errorf("listing the images in %s: %w", store.GraphRoot(), err)
+				return err
 			}
 			rows := make([]imageSummary, 0, len(imgs))
 			for _, img := range imgs {
@@ -42,43 +43,27 @@ func (a *app) imagesCommand() *cobra.Command {
 				}
 				rows = append(rows, imageSummary{ID: img.ID, Names: img.Names, Digest: img.Digest.String(), Created: img.Created, Size: size})
 			}
-			out := cmd.OutOrStdout()
-			switch {
-			case asJSON:
-				return printJSON(out, rows)
-			case quiet:
-				for _, r := range rows {
-					fmt.Fprintln(out, r.ID)
-				}
-				return nil
-			}
-			tw := newTable(out)
-			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
-			for _, r := range rows {
-				id := r.ID
-				if !noTrunc {
-					id = shortID(id)
-				}
-				created := units.HumanDuration(time.Since(r.Created)) + " ago"
-				size := "?"
-				if r.Size >= 0 {
-					size = units.BytesSize(float64(r.Size))
-				}
-				names := r.Names
-				if len(names) == 0 {
-					names = []string{""}
-				}
-				for _, n := range names {
-					repo, tag := splitName(n)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", repo, tag, id, created, size)
-				}
-			}
-			return tw.Flush()
+			return printList(cmd.OutOrStdout(), &f, rows, func(r imageSummary) string { return r.ID },
+				"REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE",
+				func(w io.Writer, r imageSummary) {
+					id := f.id(r.ID)
+					created := units.HumanDuration(time.Since(r.Created)) + " ago"
+					size := "?"
+					if r.Size >= 0 {
+						size = units.BytesSize(float64(r.Size))
+					}
+					names := r.Names
+					if len(names) == 0 {
+						names = []string{""}
+					}
+					for _, n := range names {
+						repo, tag := splitName(n)
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", repo, tag, id, created, size)
+					}
+				})
 		}),
 	}
-	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image IDs")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().BoolVar(&noTrunc, "no-trunc", false, "print full IDs")
+	f.register(cmd, "image")
 	return cmd
 }
 

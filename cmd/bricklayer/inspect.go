@@ -17,7 +17,6 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"go.podman.io/image/v5/manifest"
-	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
@@ -107,9 +106,9 @@ in the store; --type chooses between the last two.`,
 				if err != nil {
 					return err
 				}
-				ref, err := is.Transport.NewStoreReference(store, nil, img.ID)
+				ref, err := imageRef(store, img.ID)
 				if err != nil {
-					return fmt.Errorf("referring to image %s: %w", img.ID, err)
+					return err
 				}
 				info, err = inspectImage(cmd.Context(), ref, registry.systemContext(), img)
 				if err != nil {

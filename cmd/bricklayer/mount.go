@@ -1,9 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
+	"github.com/bricklayer/bricklayer"
 	"github.com/spf13/cobra"
 )
 
@@ -22,24 +22,13 @@ working containers. Each mount must be undone with umount.`,
 			}
 			out := cmd.OutOrStdout()
 			if len(args) == 0 {
-				ctrs, err := store.Containers()
-				if err != nil {
-					return fmt.Errorf("listing the containers in %s: %w", store.GraphRoot(), err)
-				}
-				for _, c := range ctrs {
-					b, err := openContainer(store, c.ID)
-					if err != nil || b.MountPoint() == "" {
-						continue
-					}
+				mounted, err := mountedContainers(store)
+				for _, b := range mounted {
 					fmt.Fprintf(out, "%s %s\n", b.ContainerName(), b.MountPoint())
 				}
-				return nil
+				return err
 			}
-			for _, name := range args {
-				b, err := openContainer(store, name)
-				if err != nil {
-					return err
-				}
+			return eachContainer(store, args, false, func(b *bricklayer.Builder) error {
 				mp, err := b.Mount()
 				if err != nil {
 					return err
@@ -49,8 +38,8 @@ working containers. Each mount must be undone with umount.`,
 				} else {
 					fmt.Fprintf(out, "%s %s\n", b.ContainerName(), mp)
 				}
-			}
-			return nil
+				return nil
+			})
 		}),
 	}
 	cmd.ValidArgsFunction = a.completeContainers(-1)
@@ -63,38 +52,22 @@ func (a *app) umountCommand() *cobra.Command {
 		Use:     "umount CONTAINER... | --all",
 		Aliases: []string{"unmount"},
 		Short:   "Unmount working containers' root filesystems",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if all == (len(args) > 0) {
-				return errors.New("give container names or --all, not both or neither")
-			}
-			return nil
-		},
+		Args:    namesOrAll(&all, "container names"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			store, err := a.openStore()
 			if err != nil {
 				return err
 			}
 			if all {
-				ctrs, err := store.Containers()
-				if err != nil {
-					return fmt.Errorf("listing the containers in %s: %w", store.GraphRoot(), err)
-				}
-				for _, c := range ctrs {
-					if b, err := openContainer(store, c.ID); err == nil && b.MountPoint() != "" {
-						args = append(args, c.ID)
-					}
-				}
-			}
-			for _, name := range args {
-				b, err := openContainer(store, name)
+				mounted, err := mountedContainers(store)
 				if err != nil {
 					return err
 				}
-				if err := b.Unmount(); err != nil {
-					return err
+				for _, b := range mounted {
+					args = append(args, b.ContainerID())
 				}
 			}
-			return nil
+			return eachContainer(store, args, false, (*bricklayer.Builder).Unmount)
 		}),
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "unmount every mounted working container")

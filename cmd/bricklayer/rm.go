@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-
+	"github.com/bricklayer/bricklayer"
 	"github.com/spf13/cobra"
 )
 
@@ -14,37 +12,22 @@ func (a *app) rmCommand() *cobra.Command {
 		Aliases: []string{"delete"},
 		Short:   "Remove working containers",
 		Long:    "Remove working containers, their layers and their state. Images are kept.",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if all == (len(args) > 0) {
-				return errors.New("give container names or --all, not both or neither")
-			}
-			return nil
-		},
+		Args:    namesOrAll(&all, "container names"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			store, err := a.openStore()
 			if err != nil {
 				return err
 			}
 			if all {
-				ctrs, err := store.Containers()
+				ctrs, err := listContainers(store)
 				if err != nil {
-					return fmt.Errorf("listing the containers in %s: %w", store.GraphRoot(), err)
+					return err
 				}
 				for _, c := range ctrs {
 					args = append(args, c.ID)
 				}
 			}
-			var errs []error
-			for _, name := range args {
-				b, err := openContainer(store, name)
-				if err == nil {
-					err = b.Delete()
-				}
-				if err != nil {
-					errs = append(errs, err)
-				}
-			}
-			return errors.Join(errs...)
+			return eachContainer(store, args, true, (*bricklayer.Builder).Delete)
 		}),
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove every container in the store")

@@ -18,33 +18,24 @@ func (a *app) rmiCommand() *cobra.Command {
 loses that name; by ID, or by its last name, it is removed with the layers no
 other image uses. An image that containers were made from is kept unless
 --force, which removes those containers first.`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if all == (len(args) > 0) {
-				return errors.New("give image names or IDs, or --all, not both or neither")
-			}
-			return nil
-		},
+		Args: namesOrAll(&all, "image names or IDs,"),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			store, err := a.openStore()
 			if err != nil {
 				return err
 			}
 			if all {
-				imgs, err := store.Images()
+				imgs, err := listImages(store)
 				if err != nil {
-					return fmt.Errorf("listing the images in %s: %w", store.GraphRoot(), err)
+					return err
 				}
 				for _, img := range imgs {
 					args = append(args, img.ID)
 				}
 			}
-			var errs []error
-			for _, name := range args {
-				if err := removeImage(store, name, force); err != nil {
-					errs = append(errs, err)
-				}
-			}
-			return errors.Join(errs...)
+			return each(args, true, func(name string) error {
+				return removeImage(store, name, force)
+			})
 		}),
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "remove every image")
@@ -73,9 +64,9 @@ func removeImage(store storage.Store, name string, force bool) error {
 		}
 		return nil
 	}
-	ctrs, err := store.Containers()
+	ctrs, err := listContainers(store)
 	if err != nil {
-		return fmt.Errorf("listing the containers in %s: %w", store.GraphRoot(), err)
+		return err
 	}
 	var users []string
 	for _, c := range ctrs {

@@ -7,7 +7,6 @@ import (
 	"github.com/bricklayer/bricklayer"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
-	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
 )
 
@@ -67,8 +66,8 @@ status is 1 when there is any.`,
 				if err != nil {
 					return err
 				}
-				if ref, err = is.Transport.NewStoreReference(store, nil, img.ID); err != nil {
-					return fmt.Errorf("referring to image %s: %w", img.ID, err)
+				if ref, err = imageRef(store, img.ID); err != nil {
+					return err
 				}
 			}
 			return verify(cmd, name, ref, registry.systemContext(), asJSON)
