@@ -146,6 +146,11 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, id, parent
 	stream := layerexport.Reader(ctx, diff, norm)
 	defer stream.Close()
 	created, _, err := s.store.PutLayer(id, parent, nil, "", false, nil, stream)
+	if err != nil && ctx.Err() != nil {
+		// The stream was cut because ctx ended: storage reports only the
+		// short read that followed.
+		return fmt.Errorf("writing layer %s into the store as %s: %w", l.ID, id, errors.Join(ctx.Err(), err))
+	}
 	if err != nil {
 		if errors.Is(err, storage.ErrDuplicateID) {
 			// Another commit of the same content (this builder's, or another
