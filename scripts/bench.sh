@@ -189,20 +189,20 @@ step_sweep() {
   note "peer.sh setup + commit on$wls ($SWEEP_TARGETS) -> $BENCH_OUT/sweep.txt"
   peer "${envs[@]}" WORKLOADS="${wls# }" TARGETS="$SWEEP_TARGETS" RUNS="$SWEEP_RUNS" -- setup commit | tee "$BENCH_OUT/sweep.txt"
   # peer.sh's table: tool wl target fmt runs wall_s min-max MB/s rss_MB tmp_MB out_MB cpu_s ratio
-  printf 'size_mb\ttar_mb\ttool\ttarget\twall_s\tmin_s\tmax_s\trss_mb\tratio\n' > "$tsv"
+  printf 'size_mb\ttar_mb\ttool\ttarget\twall_s\tmin_s\tmax_s\trss_mb\tratio\truns\n' > "$tsv"
   for n in $SWEEP_SIZES; do
     w=$(sweep_workload "$n")
     awk -v w="$w" -v n="$n" -v bytes="$(cat "$BENCH_WORK/.bytes-$w")" '
       $2 == w && $6 != "FAIL" && ($1 == "buildah" || $1 == "ours") {
         split($7, mm, "-")
-        printf "%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, bytes / 1e6, $1, $3, $6, mm[1], mm[2], $9, $13
+        printf "%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, bytes / 1e6, $1, $3, $6, mm[1], mm[2], $9, $13, $5
       }' "$BENCH_OUT/sweep.txt" >> "$tsv"
   done
   column -t "$tsv" >&2
 }
 
 step_plot() {
-  local tsv=$BENCH_OUT/sweep.tsv png=$BENCH_OUT/sweep.png t tool dat label color plots="" rplots="" dt=0
+  local tsv=$BENCH_OUT/sweep.tsv png=$BENCH_OUT/sweep.png t tool dat label color runs plots="" rplots="" dt=0
   [ -s "$tsv" ] || { note "no $tsv: run the sweep step first"; return 0; }
   command -v gnuplot >/dev/null || { note "gnuplot is not installed: no plot"; return 0; }
   # one data file per tool and target: tar_mb wall_s min_s max_s ratio
@@ -220,10 +220,11 @@ step_plot() {
   done
   [ -n "$plots" ] || { note "nothing to plot in $tsv"; return 0; }
   [ -n "$rplots" ] || rplots="1 with lines dashtype 2 lc rgb 'gray' notitle"
+  runs=$(awk -F'\t' 'NR > 1 {print $10}' "$tsv" | sort -u | paste -sd/)
   gnuplot <<EOF
 set terminal pngcairo size 900,900 font "sans,11"
 set output '$png'
-set multiplot layout 2,1 title "commit time against layer size ($(nproc) CPUs, vfs store, median of $SWEEP_RUNS; bars: min-max)"
+set multiplot layout 2,1 title "commit time against layer size ($(nproc) CPUs, vfs store, median of $runs; bars: min-max)"
 set logscale xy
 set grid
 set key top left
