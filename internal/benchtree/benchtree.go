@@ -75,6 +75,7 @@ type writer struct {
 	stats Stats
 	dirs  []string // made so far, parents first
 	links []string // symlinks, whose times are set without following them
+	buf   *bufio.Writer
 }
 
 // fraction is pct percent of the tree's size, at least one byte.
@@ -247,11 +248,14 @@ func (w *writer) file(rel string, mode os.FileMode, size int64, src io.Reader) (
 	if err := f.Chmod(mode); err != nil { // not subject to the umask
 		return fmt.Errorf("setting the mode of %s: %w", p, err)
 	}
-	bw := bufio.NewWriterSize(f, mib)
-	if _, err := io.CopyN(bw, src, size); err != nil {
+	if w.buf == nil {
+		w.buf = bufio.NewWriterSize(f, mib)
+	}
+	w.buf.Reset(f)
+	if _, err := io.CopyN(w.buf, src, size); err != nil {
 		return fmt.Errorf("writing %s: %w", p, err)
 	}
-	if err := bw.Flush(); err != nil {
+	if err := w.buf.Flush(); err != nil {
 		return fmt.Errorf("writing %s: %w", p, err)
 	}
 	w.stats.Files++
