@@ -40,7 +40,10 @@ import (
 // The docker destination needs docker-registry on PATH; it is skipped
 // otherwise.
 
-var benchMiB = flag.Int("bench.mib", 64, "MiB of file content in the commit benchmarks' trees")
+var (
+	benchMiB  = flag.Int("bench.mib", 64, "MiB of file content in the commit benchmarks' trees")
+	benchTree = flag.String("bench.tree", "", "directory that BenchmarkCommitFloor walks instead of a generated tree (such as a peer.sh workload)")
+)
 
 // benchEnv is a store and a SystemContext whose big temporary files go to a
 // private directory.
@@ -263,16 +266,29 @@ func benchCommit(b *testing.B, env *benchEnv, bl *Builder, ref types.ImageRefere
 // against: the container's tree walked and tarred by archive/tar, then
 // compressed and hashed (diffID and blob digest) by the same compressors a
 // commit uses, into io.Discard ("discard") or a blob file ("file"). No
-// containers/image, no storage, no tar normalisation.
+// containers/image, no storage, no tar normalisation. With -bench.tree it
+// walks that directory instead, so that the floor of a peer.sh workload can
+// be set beside the CLI's time on it.
 func BenchmarkCommitFloor(b *testing.B) {
 	env := newBenchEnv(b)
-	bl := env.filledBuilder(b, Scratch, "bench", "", int64(*benchMiB)<<20, 1)
-	bytes := env.newLayerBytes(b, bl)
-	mp, err := bl.Mount()
-	if err != nil {
-		b.Fatal(err)
+	root := *benchTree
+	var bytes int64
+	if root == "" {
+		bl := env.filledBuilder(b, Scratch, "bench", "", int64(*benchMiB)<<20, 1)
+		bytes = env.newLayerBytes(b, bl)
+		mp, err := bl.Mount()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer bl.Unmount()
+		root = mp
+	} else {
+		// The tree's own tar length: there is no layer to measure.
+		var err error
+		if bytes, err = benchtree.Tar(io.Discard, root); err != nil {
+			b.Fatal(err)
+		}
 	}
-	defer bl.Unmount()
 	blobDir := b.TempDir()
 	for _, c := range allCompressions {
 		for _, sink := range []string{"discard", "file"} {
@@ -283,7 +299,7 @@ func BenchmarkCommitFloor(b *testing.B) {
 				b.ReportAllocs()
 				var d layerexport.Digests
 				for b.Loop() {
-					tr := tarTree(mp)
+					tr := tarTree(root)
 					var err error
 					if sink == "discard" {
 						d, err = layerexport.Stream(env.ctx, io.Discard, tr, opts)
