@@ -10,6 +10,8 @@
 #           export pipeline alone (internal/layerexport)
 #   peer    peer.sh setup + commit (ours beside buildah) + limits + gobench
 #           on $WORKLOADS
+#   floor   our CLI committing each workload to oci:, interleaved run by run
+#           with the in-process floor on the same tree (ours/floor ratios)
 #   base4   a buildah image of 4 layers in the peer store, a container on it
 #           adding a fifth, both tools committing it (peer.sh commit)
 #   sweep   commit time against layer size for both tools: one mktree.sh tree
@@ -27,6 +29,7 @@
 #   PEER_MODES="setup commit limits gobench"
 #   GO_BENCH=.  GO_BENCHTIME=5x  BENCH_MIB=64   go step: -bench regexp,
 #                              -benchtime, MiB in the benchmarks' trees
+#   FLOOR_COMPRESSIONS="gzip none"  FLOOR_SINKS="discard file"   floor step
 #   BASE4_MB=48                MiB of each of the base4 workload's 5 layers
 #   BASE4_TARGETS="oci-gzip oci-raw"
 #   SWEEP_SIZES="1 8 64 256"   MB per layer; the full sweep is
@@ -37,8 +40,8 @@
 #
 # Needs root (buildah on a vfs store). Missing Debian tools (buildah, time,
 # docker-registry, gnuplot, debootstrap, pigz, zstd) are installed with
-# apt-get as .ci/run installs its tools; without buildah the peer, base4 and
-# sweep steps are skipped.
+# apt-get as .ci/run installs its tools; without buildah the peer, floor, base4
+# and sweep steps are skipped.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -55,6 +58,8 @@ PEER_MODES=${PEER_MODES:-setup commit limits gobench}
 GO_BENCH=${GO_BENCH:-.}
 GO_BENCHTIME=${GO_BENCHTIME:-5x}
 BENCH_MIB=${BENCH_MIB:-64}
+FLOOR_COMPRESSIONS=${FLOOR_COMPRESSIONS:-gzip none}
+FLOOR_SINKS=${FLOOR_SINKS:-discard file}
 BASE4_MB=${BASE4_MB:-48}
 BASE4_TARGETS=${BASE4_TARGETS:-oci-gzip oci-raw}
 SWEEP_SIZES=${SWEEP_SIZES:-1 8 64 256}
@@ -97,13 +102,30 @@ have_buildah() {
   return 1
 }
 
+# buildah_wrapper: peer.sh checks `buildah containers ... | grep -qx NAME`
+# under pipefail; when grep quits at its match while buildah still writes,
+# buildah dies of SIGPIPE and the container looks missing. The wrapper
+# answers `containers` in one write and execs buildah for everything else.
+buildah_wrapper() {
+  local w=$BENCH_OUT/.buildah-wrapper
+  cat > "$w" <<EOF
+#!/usr/bin/env bash
+for a; do
+  if [ "\$a" = containers ]; then out=\$(${BUILDAH:-buildah} "\$@") || exit; printf '%s\\n' "\$out"; exit 0; fi
+done
+exec ${BUILDAH:-buildah} "\$@"
+EOF
+  chmod +x "$w"
+  echo "$w"
+}
+
 # peer [VAR=VALUE ...] -- MODE ...: peer.sh with our CLI beside buildah
 peer() {
   local -a envs=()
   while [ "$1" != -- ]; do envs+=("$1"); shift; done
   shift
   [ -n "$BUILT" ] || step_build
-  env OURS_COMMIT="$BIN commit" "${envs[@]}" bash "$PEER" "$@"
+  env OURS_COMMIT="$BIN commit" BUILDAH="$(buildah_wrapper)" "${envs[@]}" bash "$PEER" "$@"
 }
 
 machine() {
@@ -166,6 +188,58 @@ step_base4() {
   fi
   note "peer.sh commit on base4 -> $BENCH_OUT/base4.txt"
   peer WORKLOADS=base4 WL_DIR_base4="$dir" TARGETS="$BASE4_TARGETS" -- commit | tee "$BENCH_OUT/base4.txt"
+}
+
+# wl_dir W: the tree of peer.sh workload W, as peer.sh finds it
+wl_dir() {
+  local v="WL_DIR_$1"
+  if [ -n "${!v:-}" ]; then echo "${!v}"; return; fi
+  case $1 in
+    debian) echo "$BENCH_WORK/rootfs-debian" ;;
+    big) echo "$BENCH_WORK/tree-big" ;;
+    *) echo "$BENCH_WORK/tree-$1" ;;
+  esac
+}
+
+# The floor step: our CLI committing a peer.sh workload's container to oci:,
+# run by run interleaved with the in-process floor (BenchmarkCommitFloor
+# -bench.tree) on the same tree, per compression; the table gives the
+# medians and the median of the per-run ratios ours/floor.
+step_floor() {
+  have_buildah "the floor step" || return 0
+  [ -n "$BUILT" ] || step_build
+  local test_bin=$ROOT/bin/bench.test w c sink i dir out tf ours floor tsv=$BENCH_OUT/floor.tsv
+  local -a storage=(--root "$BENCH_WORK/store" --runroot "$BENCH_WORK/run" --storage-driver vfs)
+  note "building $test_bin"
+  go test -c -o "$test_bin" .
+  printf 'workload\tcompression\tsink\trun\tours_s\tfloor_s\n' > "$tsv"
+  for w in $WORKLOADS; do
+    dir=$(wl_dir "$w")
+    out=$BENCH_WORK/out/floor-$w
+    for c in $FLOOR_COMPRESSIONS; do
+      for ((i = 1; i <= RUNS; i++)); do
+        rm -rf "$out"; sync
+        tf=$(mktemp)
+        /usr/bin/time -f %e -o "$tf" "$BIN" "${storage[@]}" commit -q --compression="$c" "bench-wl-$w" "oci:$out:latest" >/dev/null
+        ours=$(tail -n1 "$tf"); rm -f "$tf"; rm -rf "$out"
+        for sink in $FLOOR_SINKS; do
+          sync
+          floor=$("$test_bin" -test.run '^$' -test.bench "^BenchmarkCommitFloor\$/$c/$sink\$" -test.benchtime 1x -bench.tree="$dir" |
+            awk '/^BenchmarkCommitFloor/ {print $3 / 1e9}')
+          printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$sink" "$i" "$ours" "$floor" >> "$tsv"
+        done
+      done
+    done
+  done
+  {
+    printf '%-8s %-6s %-8s %5s %8s %8s %10s\n' wl comp floor runs ours_s floor_s ours/floor
+    awk -F'\t' 'NR > 1 {k = $1 "\t" $2 "\t" $3; n[k]++; o[k, n[k]] = $5; f[k, n[k]] = $6; r[k, n[k]] = $5 / $6; if (!(k in seen)) { seen[k] = 1; keys[++nk] = k } }
+      function med(a, k, m,   i, j, t, v) { for (i = 1; i <= m; i++) v[i] = a[k, i]
+        for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+        return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
+      END { for (i = 1; i <= nk; i++) { k = keys[i]; split(k, p, "\t")
+        printf "%-8s %-6s %-8s %5d %8.2f %8.2f %10.2f\n", p[1], p[2], p[3], n[k], med(o, k, n[k]), med(f, k, n[k]), med(r, k, n[k]) } }' "$tsv"
+  } | tee "$BENCH_OUT/floor.txt"
 }
 
 # sweep_workload N -> the peer.sh workload name for a tree of N MB
@@ -242,16 +316,15 @@ EOF
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(go peer base4 sweep plot)
+[ ${#steps[@]} -gt 0 ] || steps=(go peer floor base4 sweep plot)
 ensure_tools buildah:buildah time:time docker-registry:docker-registry gnuplot:gnuplot-nox \
   debootstrap:debootstrap pigz:pigz zstd:zstd
 mkdir -p "$BENCH_WORK"
 machine
 for s in "${steps[@]}"; do
   case $s in
-    go|peer|base4|sweep|plot) "step_$s" ;;
-    all) step_go; step_peer; step_base4; step_sweep; step_plot ;;
-    *) die "unknown step $s (want go, peer, base4, sweep, plot or all)" ;;
+    go|peer|floor|base4|sweep|plot) "step_$s" ;;
+    *) die "unknown step $s (want go, peer, floor, base4, sweep or plot)" ;;
   esac
 done
 note "results in $BENCH_OUT"
