@@ -105,13 +105,19 @@ have_buildah() {
 # buildah_wrapper: peer.sh checks `buildah containers ... | grep -qx NAME`
 # under pipefail; when grep quits at its match while buildah still writes,
 # buildah dies of SIGPIPE and the container looks missing. The wrapper
-# answers `containers` in one write and execs buildah for everything else.
+# answers `containers` ignoring SIGPIPE and execs buildah for everything
+# else.
 buildah_wrapper() {
   local w=$BENCH_OUT/.buildah-wrapper
   cat > "$w" <<EOF
 #!/usr/bin/env bash
 for a; do
-  if [ "\$a" = containers ]; then out=\$(${BUILDAH:-buildah} "\$@") || exit; printf '%s\\n' "\$out"; exit 0; fi
+  if [ "\$a" = containers ]; then
+    out=\$(${BUILDAH:-buildah} "\$@") || exit
+    trap '' PIPE  # bash writes stdout line by line: a reader gone early is no failure
+    printf '%s\\n' "\$out" 2>/dev/null
+    exit 0
+  fi
 done
 exec ${BUILDAH:-buildah} "\$@"
 EOF
