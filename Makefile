@@ -51,5 +51,11 @@ fmt-check:
 demo: build
 	./scripts/demo.sh $(BIN)
 
+# bench: Go benchmarks, then our CLI beside buildah on ../shared/bench
+# workloads, and the plot of commit time against layer size; see
+# BENCHMARKS.md. Arguments: make bench BENCH_STEPS="go sweep plot".
+bench:
+	./scripts/bench.sh $(BENCH_STEPS)
+
 clean:
 	rm -rf bin demo

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# bench.sh - `make bench`: our Go benchmarks, then bricklayer commit timed
+# beside buildah commit on the same containers with ../shared/bench/peer.sh,
+# a commit on a base image of 4 layers, and a sweep of commit time against
+# layer size, plotted.
+#
+# usage: scripts/bench.sh [STEP ...]        (default: all of them, in order)
+#   go      go test -bench: Commit per destination and compression, the
+#           4-layer base, the in-process floor (root package), and the
+#           export pipeline alone (internal/layerexport)
+#   peer    peer.sh setup + commit (ours beside buildah) + limits + gobench
+#           on $WORKLOADS
+#   floor   our CLI committing each workload to oci:, interleaved run by run
+#           with the in-process floor on the same tree (ours/floor ratios)
+#   base4   a buildah image of 4 layers in the peer store, a container on it
+#           adding a fifth, both tools committing it (peer.sh commit)
+#   sweep   commit time against layer size for both tools: one mktree.sh tree
+#           per size in $SWEEP_SIZES, peer.sh setup + commit on them
+#   plot    $BENCH_OUT/sweep.png from $BENCH_OUT/sweep.tsv (gnuplot)
+#
+# Environment (all optional):
+#   SHARED=../shared           the shared directory, relative to the repo root
+#                              (in CI shared/ sits beside the clone)
+#   BENCH_WORK=/tmp/bench-work peer.sh's work directory: trees, store, outputs
+#   BENCH_OUT=bench-out/<UTC time>   where this run's results go
+#   RUNS=3 WARMUP=1            timed and untimed runs per peer.sh measurement
+#   WORKLOADS="debian big"     peer step workloads (peer.sh's names)
+#   TARGETS="oci-gzip oci-raw cs docker"   peer step targets
+#   PEER_MODES="setup commit limits gobench"
+#   GO_BENCH=.  GO_BENCHTIME=5x  BENCH_MIB=64   go step: -bench regexp,
+#                              -benchtime, MiB in the benchmarks' trees
+#   FLOOR_COMPRESSIONS="gzip none"  FLOOR_SINKS="discard file"   floor step
+#   BASE4_MB=48                MiB of each of the base4 workload's 5 layers
+#   BASE4_TARGETS="oci-gzip oci-raw"
+#   SWEEP_SIZES="1 8 64 256"   MB per layer; the full sweep is
+#                              "1 8 64 256 1024 2048" (size 1024 reuses the
+#                              big workload when $BENCH_WORK/tree-big exists)
+#   SWEEP_TARGETS="oci-gzip"   SWEEP_RUNS=$RUNS
+#   INSTALL=1                  0: never apt-get install missing tools
+#
+# Needs root (buildah on a vfs store). Missing Debian tools (buildah, time,
+# docker-registry, gnuplot, debootstrap, pigz, zstd) are installed with
+# apt-get as .ci/run installs its tools; without buildah the peer, floor, base4
+# and sweep steps are skipped.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+SHARED=${SHARED:-../shared}
+PEER=$SHARED/bench/peer.sh
+MKTREE=$SHARED/bench/mktree.sh
+export BENCH_WORK=${BENCH_WORK:-/tmp/bench-work}
+BENCH_OUT=${BENCH_OUT:-bench-out/$(date -u +%Y%m%dT%H%M%SZ)}
+export RUNS=${RUNS:-3} WARMUP=${WARMUP:-1}
+WORKLOADS=${WORKLOADS:-debian big}
+TARGETS=${TARGETS:-oci-gzip oci-raw cs docker}
+PEER_MODES=${PEER_MODES:-setup commit limits gobench}
+GO_BENCH=${GO_BENCH:-.}
+GO_BENCHTIME=${GO_BENCHTIME:-5x}
+BENCH_MIB=${BENCH_MIB:-64}
+FLOOR_COMPRESSIONS=${FLOOR_COMPRESSIONS:-gzip none}
+FLOOR_SINKS=${FLOOR_SINKS:-discard file}
+BASE4_MB=${BASE4_MB:-48}
+BASE4_TARGETS=${BASE4_TARGETS:-oci-gzip oci-raw}
+SWEEP_SIZES=${SWEEP_SIZES:-1 8 64 256}
+SWEEP_TARGETS=${SWEEP_TARGETS:-oci-gzip}
+SWEEP_RUNS=${SWEEP_RUNS:-$RUNS}
+INSTALL=${INSTALL:-1}
+BIN=$ROOT/bin/bricklayer
+export GOFLAGS="-buildvcs=false -tags=containers_image_openpgp,exclude_graphdriver_btrfs"
+
+die() { echo "bench: $*" >&2; exit 1; }
+note() { echo "bench: $*" >&2; }
+
+[ -f "$PEER" ] && [ -f "$MKTREE" ] || die "no $PEER or $MKTREE (set SHARED to the shared directory)"
+PEER=$(cd "$(dirname "$PEER")" && pwd)/peer.sh
+MKTREE=$(cd "$(dirname "$MKTREE")" && pwd)/mktree.sh
+mkdir -p "$BENCH_OUT"
+BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
+
+# ensure_tools CMD:PKG ... installs the missing ones, as .ci/run does.
+ensure_tools() {
+  local need=() pair cmd pkg
+  for pair in "$@"; do
+    cmd=${pair%%:*} pkg=${pair#*:}
+    if [ "$cmd" = time ]; then [ -x /usr/bin/time ] || need+=("$pkg"); continue; fi
+    command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  [ ${#need[@]} -gt 0 ] || return 0
+  if [ "$INSTALL" != 1 ] || [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    note "missing ${need[*]} (not installing: INSTALL=$INSTALL, uid $(id -u))"
+    return 0
+  fi
+  note "installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null || note "apt-get install ${need[*]} failed"
+}
+
+have_buildah() {
+  command -v buildah >/dev/null 2>&1 && return 0
+  note "buildah is not installed: skipping $1"
+  return 1
+}
+
+# buildah_wrapper: peer.sh checks `buildah containers ... | grep -qx NAME`
+# under pipefail; when grep quits at its match while buildah still writes,
+# buildah dies of SIGPIPE and the container looks missing. The wrapper
+# answers `containers` ignoring SIGPIPE and execs buildah for everything
+# else.
+buildah_wrapper() {
+  local w=$BENCH_OUT/.buildah-wrapper
+  cat > "$w" <<EOF
+#!/usr/bin/env bash
+for a; do
+  if [ "\$a" = containers ]; then
+    out=\$(${BUILDAH:-buildah} "\$@") || exit
+    trap '' PIPE  # bash writes stdout line by line: a reader gone early is no failure
+    printf '%s\\n' "\$out" 2>/dev/null
+    exit 0
+  fi
+done
+exec ${BUILDAH:-buildah} "\$@"
+EOF
+  chmod +x "$w"
+  echo "$w"
+}
+
+# peer [VAR=VALUE ...] -- MODE ...: peer.sh with our CLI beside buildah
+peer() {
+  local -a envs=()
+  while [ "$1" != -- ]; do envs+=("$1"); shift; done
+  shift
+  [ -n "$BUILT" ] || step_build
+  env OURS_COMMIT="$BIN commit" BUILDAH="$(buildah_wrapper)" "${envs[@]}" bash "$PEER" "$@"
+}
+
+machine() {
+  {
+    echo "date: $(date -u +%FT%TZ)"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+    echo "cpu: $(nproc) x $(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)"
+    echo "memory: $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+    echo "kernel: $(uname -r)"
+    echo "go: $(go version)"
+    echo "buildah: $(buildah --version 2>/dev/null || echo none)"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "filesystem of $BENCH_WORK: $(df -hT "$BENCH_WORK" 2>/dev/null | awk 'NR==2{print $2, $3 " total,", $5 " free"}')"
+  } > "$BENCH_OUT/machine.txt"
+  cat "$BENCH_OUT/machine.txt" >&2
+}
+
+BUILT=
+step_build() {
+  note "building $BIN"
+  go build -o "$BIN" ./cmd/bricklayer
+  BUILT=1
+}
+
+step_go() {
+  note "go test -bench '$GO_BENCH' -benchtime $GO_BENCHTIME -bench.mib=$BENCH_MIB -> $BENCH_OUT/go-bench.txt"
+  go test -run '^$' -bench "$GO_BENCH" -benchtime "$GO_BENCHTIME" -benchmem -count 1 -timeout 2h \
+    . ./internal/layerexport -bench.mib="$BENCH_MIB" | tee "$BENCH_OUT/go-bench.txt"
+}
+
+step_peer() {
+  have_buildah "peer.sh" || return 0
+  note "peer.sh $PEER_MODES on $WORKLOADS -> $BENCH_OUT/peer.txt"
+  # shellcheck disable=SC2086  # mode list
+  peer WORKLOADS="$WORKLOADS" TARGETS="$TARGETS" -- $PEER_MODES | tee "$BENCH_OUT/peer.txt"
+}
+
+# The base4 workload: trees $BENCH_WORK/tree-base4/l1..l5, images
+# localhost/bench-base4:1..4 (l1, l1+l2, ...), container bench-wl-base4 on
+# image 4 with l5 copied in. Its tar size (peer.sh's MB/s) is the five
+# layers', all of which a commit to oci: exports.
+step_base4() {
+  have_buildah "base4" || return 0
+  local dir=$BENCH_WORK/tree-base4 i from=scratch
+  local -a B=(buildah --root "$BENCH_WORK/store" --runroot "$BENCH_WORK/run" --storage-driver vfs)
+  export BUILDAH_ISOLATION=chroot
+  for i in 1 2 3 4 5; do
+    [ -d "$dir/l$i" ] || { mkdir -p "$dir"; SIZE_MB=$BASE4_MB SEED=base4-$i sh "$MKTREE" "$dir/l$i"; }
+  done
+  if ! "${B[@]}" containers --format '{{.ContainerName}}' | grep -qx bench-wl-base4; then
+    for i in 1 2 3 4; do
+      "${B[@]}" from --name bench-base4-build "$from" >/dev/null
+      "${B[@]}" copy --quiet bench-base4-build "$dir/l$i" "/l$i" >/dev/null
+      "${B[@]}" commit -q --rm bench-base4-build "localhost/bench-base4:$i" >/dev/null
+      from=localhost/bench-base4:$i
+    done
+    "${B[@]}" from --name bench-wl-base4 "$from" >/dev/null
+    "${B[@]}" copy --quiet bench-wl-base4 "$dir/l5" /l5 >/dev/null
+    note "container bench-wl-base4: 4 base layers + 1, $BASE4_MB MB each"
+  fi
+  note "peer.sh commit on base4 -> $BENCH_OUT/base4.txt"
+  peer WORKLOADS=base4 WL_DIR_base4="$dir" TARGETS="$BASE4_TARGETS" -- commit | tee "$BENCH_OUT/base4.txt"
+}
+
+# wl_dir W: the tree of peer.sh workload W, as peer.sh finds it
+wl_dir() {
+  local v="WL_DIR_$1"
+  if [ -n "${!v:-}" ]; then echo "${!v}"; return; fi
+  case $1 in
+    debian) echo "$BENCH_WORK/rootfs-debian" ;;
+    big) echo "$BENCH_WORK/tree-big" ;;
+    *) echo "$BENCH_WORK/tree-$1" ;;
+  esac
+}
+
+# The floor step: our CLI committing a peer.sh workload's container to oci:,
+# run by run interleaved with the in-process floor (BenchmarkCommitFloor
+# -bench.tree) on the same tree, per compression; the table gives the
+# medians and the median of the per-run ratios ours/floor.
+step_floor() {
+  have_buildah "the floor step" || return 0
+  [ -n "$BUILT" ] || step_build
+  local test_bin=$ROOT/bin/bench.test w c sink i dir out tf ours floor tsv=$BENCH_OUT/floor.tsv
+  local -a storage=(--root "$BENCH_WORK/store" --runroot "$BENCH_WORK/run" --storage-driver vfs)
+  note "building $test_bin"
+  go test -c -o "$test_bin" .
+  printf 'workload\tcompression\tsink\trun\tours_s\tfloor_s\n' > "$tsv"
+  for w in $WORKLOADS; do
+    dir=$(wl_dir "$w")
+    out=$BENCH_WORK/out/floor-$w
+    for c in $FLOOR_COMPRESSIONS; do
+      for ((i = 1; i <= RUNS; i++)); do
+        rm -rf "$out"; sync
+        tf=$(mktemp)
+        /usr/bin/time -f %e -o "$tf" "$BIN" "${storage[@]}" commit -q --compression="$c" "bench-wl-$w" "oci:$out:latest" >/dev/null
+        ours=$(tail -n1 "$tf"); rm -f "$tf"; rm -rf "$out"
+        for sink in $FLOOR_SINKS; do
+          sync
+          floor=$("$test_bin" -test.run '^$' -test.bench "^BenchmarkCommitFloor\$/$c/$sink\$" -test.benchtime 1x -bench.tree="$dir" |
+            awk '/^BenchmarkCommitFloor/ {print $3 / 1e9}')
+          printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$sink" "$i" "$ours" "$floor" >> "$tsv"
+        done
+      done
+    done
+  done
+  {
+    printf '%-8s %-6s %-8s %5s %8s %8s %10s\n' wl comp floor runs ours_s floor_s ours/floor
+    awk -F'\t' 'NR > 1 {k = $1 "\t" $2 "\t" $3; n[k]++; o[k, n[k]] = $5; f[k, n[k]] = $6; r[k, n[k]] = $5 / $6; if (!(k in seen)) { seen[k] = 1; keys[++nk] = k } }
+      function med(a, k, m,   i, j, t, v) { for (i = 1; i <= m; i++) v[i] = a[k, i]
+        for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+        return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
+      END { for (i = 1; i <= nk; i++) { k = keys[i]; split(k, p, "\t")
+        printf "%-8s %-6s %-8s %5d %8.2f %8.2f %10.2f\n", p[1], p[2], p[3], n[k], med(o, k, n[k]), med(f, k, n[k]), med(r, k, n[k]) } }' "$tsv"
+  } | tee "$BENCH_OUT/floor.txt"
+}
+
+# sweep_workload N -> the peer.sh workload name for a tree of N MB
+sweep_workload() {
+  if [ "$1" = 1024 ] && [ -d "$BENCH_WORK/tree-big" ]; then echo big; else echo "size$1"; fi
+}
+
+step_sweep() {
+  have_buildah "the sweep" || return 0
+  local n w wls="" tsv=$BENCH_OUT/sweep.tsv
+  local -a envs=()
+  for n in $SWEEP_SIZES; do
+    w=$(sweep_workload "$n")
+    if [ "$w" != big ] && [ ! -d "$BENCH_WORK/tree-$w" ]; then
+      note "mktree.sh SIZE_MB=$n -> $BENCH_WORK/tree-$w"
+      SIZE_MB=$n SEED=1 sh "$MKTREE" "$BENCH_WORK/tree-$w"
+    fi
+    envs+=("WL_DIR_$w=$BENCH_WORK/tree-$w")
+    wls+=" $w"
+  done
+  note "peer.sh setup + commit on$wls ($SWEEP_TARGETS) -> $BENCH_OUT/sweep.txt"
+  peer "${envs[@]}" WORKLOADS="${wls# }" TARGETS="$SWEEP_TARGETS" RUNS="$SWEEP_RUNS" -- setup commit | tee "$BENCH_OUT/sweep.txt"
+  # peer.sh's table: tool wl target fmt runs wall_s min-max MB/s rss_MB tmp_MB out_MB cpu_s ratio
+  printf 'size_mb\ttar_mb\ttool\ttarget\twall_s\tmin_s\tmax_s\trss_mb\tratio\truns\n' > "$tsv"
+  for n in $SWEEP_SIZES; do
+    w=$(sweep_workload "$n")
+    awk -v w="$w" -v n="$n" -v bytes="$(cat "$BENCH_WORK/.bytes-$w")" '
+      $2 == w && $6 != "FAIL" && ($1 == "buildah" || $1 == "ours") {
+        split($7, mm, "-")
+        printf "%s\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n, bytes / 1e6, $1, $3, $6, mm[1], mm[2], $9, $13, $5
+      }' "$BENCH_OUT/sweep.txt" >> "$tsv"
+  done
+  column -t "$tsv" >&2
+}
+
+step_plot() {
+  local tsv=$BENCH_OUT/sweep.tsv png=$BENCH_OUT/sweep.png t tool dat label color runs plots="" rplots="" dt=0
+  [ -s "$tsv" ] || { note "no $tsv: run the sweep step first"; return 0; }
+  command -v gnuplot >/dev/null || { note "gnuplot is not installed: no plot"; return 0; }
+  # one data file per tool and target: tar_mb wall_s min_s max_s ratio
+  for t in $(awk -F'\t' 'NR > 1 {print $4}' "$tsv" | sort -u); do
+    dt=$((dt + 1))
+    for tool in buildah ours; do
+      dat=$BENCH_OUT/sweep-$tool-$t.dat
+      awk -F'\t' -v tool="$tool" -v t="$t" 'NR > 1 && $3 == tool && $4 == t {print $2, $5, $6, $7, $9}' "$tsv" | sort -g > "$dat"
+      [ -s "$dat" ] || continue
+      label=buildah color='#c0392b'
+      [ "$tool" = ours ] && label=bricklayer color='#1f618d'
+      plots+="${plots:+, }'$dat' using 1:2:3:4 with yerrorlines lw 2 lc rgb '$color' dt $dt pt $dt title '$label $t'"
+      [ "$tool" = ours ] && rplots+="${rplots:+, }'$dat' using 1:5 with linespoints lw 2 lc rgb '$color' dt $dt pt $dt title 'bricklayer / buildah, $t'"
+    done
+  done
+  [ -n "$plots" ] || { note "nothing to plot in $tsv"; return 0; }
+  [ -n "$rplots" ] || rplots="1 with lines dashtype 2 lc rgb 'gray' notitle"
+  runs=$(awk -F'\t' 'NR > 1 {print $10}' "$tsv" | sort -u | paste -sd/)
+  gnuplot <<EOF
+set terminal pngcairo size 900,900 font "sans,11"
+set output '$png'
+set multiplot layout 2,1 title "commit time against layer size ($(nproc) CPUs, vfs store, median of $runs; bars: min-max)"
+set logscale xy
+set grid
+set key top left
+set xlabel 'layer size (MB of uncompressed tar)'
+set ylabel 'commit wall time (s)'
+plot $plots
+unset logscale y
+set yrange [0:*]
+set ylabel 'time ratio bricklayer / buildah'
+set key top right
+plot $rplots, 1 with lines dashtype 2 lc rgb 'gray' notitle
+unset multiplot
+EOF
+  note "plot: $png"
+}
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(go peer floor base4 sweep plot)
+ensure_tools buildah:buildah time:time docker-registry:docker-registry gnuplot:gnuplot-nox \
+  debootstrap:debootstrap pigz:pigz zstd:zstd
+mkdir -p "$BENCH_WORK"
+machine
+for s in "${steps[@]}"; do
+  case $s in
+    go|peer|floor|base4|sweep|plot) "step_$s" ;;
+    *) die "unknown step $s (want go, peer, floor, base4, sweep or plot)" ;;
+  esac
+done
+note "results in $BENCH_OUT"
