@@ -6,13 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/bricklayer/bricklayer/internal/benchtree"
 	"github.com/bricklayer/bricklayer/internal/layerexport"
@@ -157,7 +153,8 @@ var benchDests = []benchDest{
 		return ref, env.sys, func(CommitResult) { removeAll(b, dir) }
 	}},
 	{"docker", allCompressions, func(b *testing.B, env *benchEnv) (types.ImageReference, *types.SystemContext, func(CommitResult)) {
-		addr, storageDir := startRegistry(b)
+		reg := startRegistry(b, b.TempDir())
+		addr, storageDir := reg.addr, reg.dir
 		ref, err := dockerref.ParseReference("//" + addr + "/bench/work:latest")
 		if err != nil {
 			b.Fatal(err)
@@ -351,58 +348,4 @@ func (r *waitingReader) Close() error {
 	err := r.PipeReader.Close()
 	<-r.done
 	return err
-}
-
-// startRegistry runs docker-registry on a free loopback port with
-// filesystem storage under a temporary directory, until the benchmark ends.
-// It returns the registry's address and storage directory, and skips the
-// benchmark when docker-registry is not installed.
-func startRegistry(b *testing.B) (addr, storageDir string) {
-	b.Helper()
-	bin, err := exec.LookPath("docker-registry")
-	if err != nil {
-		b.Skip("docker-registry not found on PATH")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr = l.Addr().String()
-	l.Close()
-	dir := b.TempDir()
-	storageDir = filepath.Join(dir, "storage")
-	config := filepath.Join(dir, "config.yml")
-	// No cache section: nothing survives emptying the storage directory.
-	yml := fmt.Sprintf("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: %s\n", storageDir, addr)
-	if err := os.WriteFile(config, []byte(yml), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", config)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr, storageDir
-			}
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logFile.Name())
-			b.Fatalf("docker-registry did not answer on %s: %v\n%s", addr, err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -21,7 +21,7 @@ import (
 // testRegistry is a docker-registry process serving plain HTTP on the
 // loopback interface, its storage in a directory that outlives restarts.
 type testRegistry struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string // storage root
 	config  string
 	addr    string // 127.0.0.1:PORT
@@ -32,7 +32,7 @@ type testRegistry struct {
 
 // startRegistry starts docker-registry on a free port, or skips the test
 // when it is not installed. It is killed when the test ends.
-func startRegistry(t *testing.T, dir string) *testRegistry {
+func startRegistry(t testing.TB, dir string) *testRegistry {
 	t.Helper()
 	if _, err := exec.LookPath("docker-registry"); err != nil {
 		t.Skip("docker-registry is not installed (apt-get install docker-registry)")
