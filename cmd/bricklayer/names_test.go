@@ -29,6 +29,10 @@ func TestLocalName(t *testing.T) {
 }
 
 func TestTransportRef(t *testing.T) {
+	// A store of the test's own: the system's may hold several drivers,
+	// which makes a reference without one ambiguous.
+	dir := t.TempDir()
+	storeSpec := "[vfs@" + filepath.Join(dir, "root") + "+" + filepath.Join(dir, "run") + "]"
 	for _, tc := range []struct {
 		in        string
 		ok, isErr bool
@@ -37,7 +41,7 @@ func TestTransportRef(t *testing.T) {
 		{"oci:/tmp/x:latest", true, false, "oci"},
 		{"docker://quay.io/a/b:c", true, false, "docker"},
 		{"dir:/tmp/d", true, false, "dir"},
-		{"containers-storage:localhost/a:b", true, false, "containers-storage"},
+		{"containers-storage:" + storeSpec + "localhost/a:b", true, false, "containers-storage"},
 		{"docker:nodoubleslash", true, true, ""},
 		{"app:1.2", false, false, ""},
 		{"localhost:5000/app", false, false, ""},
