@@ -15,7 +15,7 @@ var nameSeeds = []string{
 	"docker.io/library/alpine", "app@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
 	"", "UPPER", "a b", "app:", ":tag", "app::tag", "a//b", "-app", "app:" + strings.Repeat("t", 200),
 	"oci:/tmp/x:latest", "oci:", "docker://quay.io/a/b:c", "docker://", "docker:nodoubleslash", "dir:/tmp/d",
-	"containers-storage:localhost/a:b", "containers-storage:[vfs@/x+/y]a", "docker-archive:/x.tar:a:b",
+	"docker-archive:/x.tar:a:b",
 	"nosuch://x", "nosuch:x", "oci-archive:/x.tar", "\xff", "app\x00",
 }
 
@@ -48,8 +48,13 @@ func FuzzTransportRef(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ref, ok, err := transportRef(s)
 		prefix, _, _ := strings.Cut(s, ":")
+		if prefix == "containers-storage" {
+			// Parsing such a reference opens (and creates) the store it
+			// names: fuzzing it would make directories anywhere on the host.
+			return
+		}
+		ref, ok, err := transportRef(s)
 		if ok != (strings.Contains(s, ":") && transports.Get(prefix) != nil) {
 			t.Fatalf("transportRef(%q): ok %v for transport %q", s, ok, prefix)
 		}
