@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -128,5 +130,66 @@ func TestCommitWithoutPolicyFile(t *testing.T) {
 	}
 	if _, err := b.Commit(env.ctx, ociRef(t, env.dir(t, "oci"), "x"), CommitOptions{SystemContext: &sys}); err != nil {
 		t.Fatalf("commit without a policy file: %v", err)
+	}
+}
+
+// TestLayoutTakesBaseLayersInPlace commits a container on an uncompressed
+// store image twice into one OCI layout, uncompressed. The first commit
+// exports the base layer into the layout itself, beside the new one; the
+// second finds the base's blob there and exports only the new layer. Both
+// images read back whole, base layer unchanged.
+func TestLayoutTakesBaseLayersInPlace(t *testing.T) {
+	env := newTestEnv(t)
+	env.commitBase(t, "base", "localhost/base:1", 21)
+	b, mp := env.newMountedBuilder(t, "localhost/base:1", "derived")
+	if err := os.WriteFile(filepath.Join(mp, "new"), []byte("new layer\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	base := slices.Clone(b.state.BaseLayers)
+	b.mu.Unlock()
+	if len(base) != 1 {
+		t.Fatalf("the builder has %d base layers, want 1", len(base))
+	}
+
+	var mu sync.Mutex
+	var exported []string
+	testHookExportStarted = func(id string) {
+		mu.Lock()
+		defer mu.Unlock()
+		exported = append(exported, id)
+	}
+	t.Cleanup(func() { testHookExportStarted = nil })
+
+	dir := env.dir(t, "layout")
+	for i, tc := range []struct {
+		tag      string
+		wantBase bool
+	}{
+		{"first", true},
+		{"second", false},
+	} {
+		mu.Lock()
+		exported = nil
+		mu.Unlock()
+		ref := ociRef(t, dir, tc.tag)
+		res, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys, Compression: CompressionNone})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkResult(t, res, checkImage(t, ref, wantImage{Layers: 2}))
+		if got := layerDigests(t, res.Manifest); len(got) != 2 || got[0] != base[0].DiffID.String() {
+			t.Errorf("%s: layers %v, want the base's %s first", tc.tag, got, base[0].DiffID)
+		}
+		mu.Lock()
+		gotBase := slices.Contains(exported, base[0].LayerID)
+		n := len(exported)
+		mu.Unlock()
+		if gotBase != tc.wantBase {
+			t.Errorf("commit %d (%s): base layer exported: %v, want %v", i, tc.tag, gotBase, tc.wantBase)
+		}
+		if want := 1; !tc.wantBase && n != want {
+			t.Errorf("commit %d (%s): %d layers exported, want %d", i, tc.tag, n, want)
+		}
 	}
 }
