@@ -63,6 +63,14 @@ type Options struct {
 	Level int
 	// Normalize is how the tar stream is rewritten; nil copies it unchanged.
 	Normalize *tarnorm.Options
+	// Follow, when set, reads the blob while [ToFile] writes it: it is
+	// called in a goroutine of its own with a reader that returns the bytes
+	// written so far, waits for more, and ends with io.EOF once the blob is
+	// complete or with the export's error. It need not read to the end.
+	// done gets the blob's digests once it is complete, and is closed
+	// without them if the export fails. ToFile returns only once Follow
+	// has returned.
+	Follow func(blob io.Reader, done <-chan Digests)
 }
 
 // DefaultGzipLevel is the gzip level used when Options.Level is 0.
@@ -178,13 +186,37 @@ func ToFile(ctx context.Context, dir string, src io.Reader, opts Options) (d Dig
 			os.Remove(f.Name())
 		}
 	}()
-	bw := bufio.NewWriterSize(f, fileBufferSize)
+	var fw io.Writer = f
+	endFollow := func(error) {}
+	if opts.Follow != nil {
+		g := newGrowingFile(f)
+		fw = g
+		followed := make(chan struct{})
+		done := make(chan Digests, 1)
+		go func() {
+			defer close(followed)
+			opts.Follow(g.reader(), done)
+		}()
+		// The follower must be done before the file is closed.
+		endFollow = func(err error) {
+			if g.end(err) {
+				if err == nil {
+					done <- d
+				}
+				close(done)
+			}
+			<-followed
+		}
+		defer func() { endFollow(err) }()
+	}
+	bw := bufio.NewWriterSize(fw, fileBufferSize)
 	if d, err = Stream(ctx, bw, src, opts); err != nil {
 		return Digests{}, "", err
 	}
 	if err = bw.Flush(); err != nil {
 		return Digests{}, "", fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
+	endFollow(nil)
 	if err = f.Close(); err != nil {
 		return Digests{}, "", fmt.Errorf("closing %s: %w", f.Name(), err)
 	}
