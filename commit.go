@@ -268,6 +268,9 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	if err != nil {
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
+	if err := checkSigstoreKey(opts); err != nil {
+		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+	}
 	ref := &containerImageRef{builder: b, opts: opts}
 	unlock := lockLocalDestination(dest)
 	defer unlock()
@@ -368,6 +371,8 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 		return exportTarget{exportBase: true}
 	case "dir", "oci-archive", "docker-archive":
 		return exportTarget{exportBase: true}
+	case "docker":
+		return exportTarget{upload: dest}
 	}
 	return exportTarget{}
 }

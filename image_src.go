@@ -41,6 +41,10 @@ type imageSource struct {
 	originMu sync.Mutex
 	origin   types.ImageSource // opened on first use; the base image's source
 
+	// uploader, when set, streams the new layers to the registry as they
+	// are exported.
+	uploader *uploader
+
 	// createdLayers are the store layers this source wrote for a
 	// containers-storage destination, newest last.
 	createdLayers []string
@@ -64,6 +68,10 @@ type exportTarget struct {
 	// stream at a time. For a registry the base's own descriptors are kept,
 	// so that a registry holding them reuses them.
 	exportBase bool
+	// upload, when set, is the registry destination the new layers are
+	// streamed to while they are exported, so that copy.Image finds them
+	// there instead of uploading them after the export.
+	upload types.ImageReference
 }
 
 var _ types.ImageSource = (*imageSource)(nil)
@@ -157,8 +165,20 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 			for _, l := range chain[len(base):] {
 				jobs = append(jobs, exportJob{layer: l})
 			}
+			// An uncompressed layer is left to copy.Image, which compresses
+			// it for a registry.
+			if target.upload != nil && compression != CompressionNone {
+				s.uploader = openUploader(ctx, target.upload, destinationContext(ref.opts))
+			}
 			var all []exportedLayer
-			if all, err = s.exportLayers(ctx, dir, jobs); err == nil {
+			all, err = s.exportLayers(ctx, dir, jobs)
+			if s.uploader != nil {
+				if cerr := s.uploader.Close(); cerr != nil {
+					logrus.Debugf("closing the upload to %s: %v", target.upload.StringWithinTransport(), cerr)
+				}
+				s.uploader = nil
+			}
+			if err == nil {
 				for i, el := range all[:nBase] {
 					baseExported[indexOfLayer(base, jobs[i].layer.ID)] = el
 				}
@@ -297,8 +317,15 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		progress = &progressReader{r: diff, layerID: l.ID, fn: opts.ExportProgress}
 		src = progress
 	}
+	var reportUpload func()
+	if s.uploader != nil {
+		eopts.Follow, reportUpload = s.uploader.follow(ctx, l.ID)
+	}
 	exportStarted(l.ID)
 	d, path, err := layerexport.ToFile(ctx, dir, src, eopts)
+	if reportUpload != nil && err == nil {
+		reportUpload()
+	}
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr
 	}

@@ -12,6 +12,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/signature"
+	"go.podman.io/image/v5/signature/sigstore"
 	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/types"
 )
@@ -171,4 +172,19 @@ func openPGPSigning(dest types.ImageReference, opts CommitOptions) (func(manifes
 	return func(manifest []byte) ([][]byte, error) {
 		return signManifest(manifest, signer, identities)
 	}, nil
+}
+
+// checkSigstoreKey opens the sigstore private key a commit is to sign with,
+// so that a missing key or a wrong passphrase fails the commit before
+// anything is exported or uploaded: copy.Image opens it only after the
+// export, when layers may have been uploaded ahead.
+func checkSigstoreKey(opts CommitOptions) error {
+	if opts.SignBySigstorePrivateKeyFile == "" {
+		return nil
+	}
+	signer, err := sigstore.NewSigner(sigstore.WithPrivateKeyFile(opts.SignBySigstorePrivateKeyFile, opts.SignSigstorePrivateKeyPassphrase))
+	if err != nil {
+		return fmt.Errorf("sigstore signing key %s: %w", opts.SignBySigstorePrivateKeyFile, err)
+	}
+	return signer.Close()
 }
