@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bricklayer/bricklayer/internal/copier"
 )
 
 // This file turns CommitOptions.ExtraImageContent into tar entries: host
@@ -136,16 +138,7 @@ func addHostPath(entries map[string]extraEntry, name, host string) error {
 
 // hostEntry is the entry of one host file, owned by root.
 func hostEntry(name, host string, fi fs.FileInfo) (extraEntry, error) {
-	hdr := &tar.Header{Name: name, Mode: int64(fi.Mode().Perm()), ModTime: fi.ModTime()}
-	if fi.Mode()&fs.ModeSetuid != 0 {
-		hdr.Mode |= 0o4000
-	}
-	if fi.Mode()&fs.ModeSetgid != 0 {
-		hdr.Mode |= 0o2000
-	}
-	if fi.Mode()&fs.ModeSticky != 0 {
-		hdr.Mode |= 0o1000
-	}
+	hdr := &tar.Header{Name: name, Mode: copier.TarMode(fi.Mode()), ModTime: fi.ModTime()}
 	e := extraEntry{hdr: hdr}
 	switch {
 	case fi.Mode().IsRegular():

@@ -1,28 +1,14 @@
 package bricklayer
 
 import (
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/sirupsen/logrus"
+	"github.com/bricklayer/bricklayer/internal/testutil"
 	"go.podman.io/storage"
-	"go.podman.io/storage/pkg/reexec"
 )
 
-var debug = flag.Bool("debug", false, "log at debug level")
-
-func TestMain(m *testing.M) {
-	if reexec.Init() {
-		return
-	}
-	flag.Parse()
-	if *debug {
-		logrus.SetLevel(logrus.DebugLevel)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 // newTestStore returns a vfs store under a temporary directory, shut down
 // when the test ends.

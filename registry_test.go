@@ -125,7 +125,13 @@ func (r *testRegistry) sys(t *testing.T, base *types.SystemContext) *types.Syste
 // ref is a docker:// reference to name (REPO:TAG) in the registry.
 func (r *testRegistry) ref(t *testing.T, name string) types.ImageReference {
 	t.Helper()
-	named, err := reference.ParseNormalizedNamed(r.addr + "/" + name)
+	return dockerRef(t, r.addr, name)
+}
+
+// dockerRef is a docker:// reference to name (REPO:TAG) at addr.
+func dockerRef(t *testing.T, addr, name string) types.ImageReference {
+	t.Helper()
+	named, err := reference.ParseNormalizedNamed(addr + "/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,10 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"go.podman.io/image/v5/docker"
-	"go.podman.io/image/v5/docker/reference"
-	"go.podman.io/image/v5/types"
 )
 
 // slowProxy forwards TCP connections to a registry, passing what clients
@@ -79,20 +75,6 @@ func (p *slowProxy) close() {
 	}
 }
 
-// ref is a docker:// reference to name (REPO:TAG) through the proxy.
-func (p *slowProxy) ref(t *testing.T, name string) types.ImageReference {
-	t.Helper()
-	named, err := reference.ParseNormalizedNamed(p.ln.Addr().String() + "/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := docker.NewReference(named)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ref
-}
-
 // TestPushUploadsAhead pushes a container over a slow link. The new layer
 // is uploaded while it is exported, before copy.Image looks for it, and
 // once only. Pushed again, the layer is not uploaded a second time: the
@@ -111,7 +93,7 @@ func TestPushUploadsAhead(t *testing.T) {
 	var layer string
 	for i, tag := range []string{"1", "2"} {
 		before := len(reg.requests(t))
-		ref := proxy.ref(t, repo+":"+tag)
+		ref := dockerRef(t, proxy.ln.Addr().String(), repo+":"+tag)
 		res, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: sys})
 		if err != nil {
 			t.Fatalf("push %d: %v", i+1, err)

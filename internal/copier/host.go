@@ -125,19 +125,26 @@ func (w *writer) putHost(p, target string, fi fs.FileInfo) error {
 	return w.put(target, hdr, f)
 }
 
+// TarMode is a tar header's mode for m: its permission bits and setuid,
+// setgid and sticky bits.
+func TarMode(m fs.FileMode) int64 {
+	mode := int64(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		mode |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		mode |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		mode |= 0o1000
+	}
+	return mode
+}
+
 // hostHeader describes the host item p, whose (l)stat result is fi, as a
 // tar header with its extended attributes in PAX records.
 func hostHeader(p string, fi fs.FileInfo) (*tar.Header, error) {
-	hdr := &tar.Header{Name: p, ModTime: fi.ModTime(), Mode: int64(fi.Mode().Perm())}
-	if fi.Mode()&fs.ModeSetuid != 0 {
-		hdr.Mode |= 0o4000
-	}
-	if fi.Mode()&fs.ModeSetgid != 0 {
-		hdr.Mode |= 0o2000
-	}
-	if fi.Mode()&fs.ModeSticky != 0 {
-		hdr.Mode |= 0o1000
-	}
+	hdr := &tar.Header{Name: p, ModTime: fi.ModTime(), Mode: TarMode(fi.Mode())}
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return nil, fmt.Errorf("copying %s: no owner information", p)
