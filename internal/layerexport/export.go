@@ -50,6 +50,7 @@ const (
 	gzipBlockSize   = 1 << 20
 	gzipBlocks      = 4
 	zstdConcurrency = 2
+	zstdWindowSize  = 4 << 20
 	copyBufferSize  = 256 << 10
 	fileBufferSize  = 256 << 10
 )
@@ -245,10 +246,12 @@ func newCompressor(w io.Writer, opts Options) (io.WriteCloser, error) {
 		}
 		return zw, nil
 	case Zstd:
-		// Not WithLowerEncoderMem: it halves zstd's speed (a 200 MB layer
-		// took 3.5 s instead of 2.3 s) and saves no peak RSS once the CLI's
-		// soft heap limit is set. Nor WithConcurrentBlocks: it triples RSS.
-		zopts := []zstd.EOption{zstd.WithEncoderConcurrency(zstdConcurrency)}
+		// A 4 MiB window, not the encoder's 8 MiB, halves each encoder's
+		// buffers: layers exported at once under the CLI's soft heap limit
+		// then no longer keep the garbage collector busy, for blobs 0.3%
+		// larger. Not WithLowerEncoderMem: it halves zstd's speed for no
+		// gain in peak RSS. Nor WithConcurrentBlocks: it triples RSS.
+		zopts := []zstd.EOption{zstd.WithEncoderConcurrency(zstdConcurrency), zstd.WithWindowSize(zstdWindowSize)}
 		if opts.Level != 0 {
 			zopts = append(zopts, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(opts.Level)))
 		}
