@@ -5,7 +5,7 @@ GO      ?= go
 export GOFLAGS := -buildvcs=false -tags=$(TAGS)
 BIN     := bin/bricklayer
 
-.PHONY: all build test unit race vet fmt fmt-check fuzz demo bench clean
+.PHONY: all build test unit vet fmt fmt-check fuzz demo bench clean
 
 all: build
 
