@@ -79,10 +79,10 @@ type CommitOptions struct {
 	// destinations refuse them with [ErrInvalidOptions].
 	AdditionalTags []string
 	// LayerParallelism is how many layers are exported at once; 0 means 2.
-	// Layers in the store's own (read-write) layer store are still read one
-	// at a time whatever it is: the store's Diff holds that layer store's
-	// lock until the diff is closed. Base layers in additional, read-only
-	// layer stores are read under a shared lock, and in parallel.
+	// The diffs of layers in the store's own layer store are read one at a
+	// time even so: the store's Diff holds that layer store's write lock
+	// until the diff is closed (additional, read-only layer stores take a
+	// shared lock instead).
 	LayerParallelism int
 
 	// Squash writes the image as a single layer holding the container's whole
