@@ -2,13 +2,11 @@ package bricklayer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bricklayer/bricklayer/docker"
@@ -258,7 +256,10 @@ func (o *CommitOptions) manifestType() string {
 // Commit writes the working container as an image to dest through
 // copy.Image. The container's new layers are exported first, so an error
 // there leaves dest untouched; an error while copying removes what the copy
-// wrote to a local destination. The container is never changed.
+// wrote to a local destination. The container is never changed. Commits to
+// one local path take turns, and commits to an OCI layout or dir: directory
+// take turns with other processes' too (see claimLocalDestination); a
+// commit waiting its turn stops when ctx ends.
 func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts CommitOptions) (CommitResult, error) {
 	destName := transports.ImageName(dest)
 	if err := opts.validate(); err != nil {
@@ -276,9 +277,11 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
 	ref := &containerImageRef{builder: b, opts: opts}
-	unlock := lockLocalDestination(dest)
-	defer unlock()
-	undo := snapshotDestination(dest)
+	undo, release, err := claimLocalDestination(ctx, dest)
+	if err != nil {
+		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+	}
+	defer release()
 	target := b.exportTarget(dest, opts.SystemContext)
 	src, err := newImageSource(ctx, ref, opts.SystemContext, target)
 	if err != nil {
@@ -392,79 +395,4 @@ func destinationContext(opts CommitOptions) *types.SystemContext {
 	}
 	sys.OCIAcceptUncompressedLayers = true
 	return &sys
-}
-
-// localDestinationLocks serialise this process's commits to one local
-// path: an OCI layout's index.json is read when its destination opens and
-// written when it commits, so two commits into one layout at once would
-// lose one's tag. Other processes are not excluded.
-var localDestinationLocks sync.Map // absolute path -> *sync.Mutex
-
-func lockLocalDestination(dest types.ImageReference) (unlock func()) {
-	path := localPath(dest)
-	if path == "" {
-		return func() {}
-	}
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	m, _ := localDestinationLocks.LoadOrStore(path, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
-}
-
-// snapshotDestination notes what a local destination holds before a copy
-// and returns a function that removes what the copy added. For registries
-// and containers-storage it does nothing: copy.Image does not make a
-// manifest visible there until every blob is in place.
-func snapshotDestination(dest types.ImageReference) (undo func()) {
-	path := localPath(dest)
-	if path == "" {
-		return func() {}
-	}
-	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
-		return func() {
-			if err := os.RemoveAll(path); err != nil {
-				logrus.Warnf("removing %s after a failed commit: %v", path, err)
-			}
-		}
-	}
-	// An existing directory (an OCI layout holding other images): remove the
-	// blobs that were not there before.
-	before := map[string]bool{}
-	blobs := filepath.Join(path, "blobs")
-	_ = filepath.WalkDir(blobs, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			before[p] = true
-		}
-		return nil
-	})
-	return func() {
-		_ = filepath.WalkDir(blobs, func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && !before[p] {
-				if err := os.Remove(p); err != nil {
-					logrus.Warnf("removing %s after a failed commit: %v", p, err)
-				}
-			}
-			return nil
-		})
-	}
-}
-
-// localPath is the file or directory a local transport writes, "" for the
-// others.
-func localPath(dest types.ImageReference) string {
-	switch dest.Transport().Name() {
-	case "oci", "dir", "oci-archive", "docker-archive":
-	default:
-		return ""
-	}
-	s := dest.StringWithinTransport()
-	if dest.Transport().Name() != "dir" {
-		if i := strings.Index(s, ":"); i >= 0 {
-			s = s[:i]
-		}
-	}
-	return s
 }

@@ -1,0 +1,207 @@
+package bricklayer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.podman.io/image/v5/types"
+	"golang.org/x/sys/unix"
+)
+
+// A commit to a local destination (an OCI layout, a dir: directory, an
+// archive file) has the destination to itself from start to end, and a
+// failed commit removes what it added there.
+//
+// Commits take turns because an OCI layout's index.json is read when
+// copy.Image opens the destination and written when it commits: two commits
+// into one layout at once would lose one's tag. And a failed commit removes
+// the files that were not there when it began, which must not include those
+// of another commit. Within this process, commits to one path wait on a
+// per-path semaphore. Across processes, commits to a directory (oci:, dir:)
+// wait on flock(2) held on the directory itself, which leaves no lock file
+// behind; other tools that write the directory do not take it.
+
+// localDestinationTurns holds a semaphore (a chan struct{} of capacity 1)
+// per absolute path.
+var localDestinationTurns sync.Map
+
+// lockPollInterval is how often a commit waiting for another process's
+// commit to a directory tries the lock again.
+const lockPollInterval = 20 * time.Millisecond
+
+// claimLocalDestination waits until dest is free, takes it, and notes what
+// it holds. undo removes what the commit added; release frees dest for the
+// next commit and must come after undo. For registries and containers-
+// storage both do nothing: copy.Image makes nothing visible there before
+// every blob is in place, and those destinations order their writers.
+func claimLocalDestination(ctx context.Context, dest types.ImageReference) (undo, release func(), err error) {
+	path := localPath(dest)
+	if path == "" {
+		return func() {}, func() {}, nil
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	t, _ := localDestinationTurns.LoadOrStore(path, make(chan struct{}, 1))
+	turn := t.(chan struct{})
+	select {
+	case turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("waiting for another commit to %s: %w", path, ctx.Err())
+	}
+	release = func() { <-turn }
+
+	created := false
+	switch dest.Transport().Name() {
+	case "oci", "dir":
+		var d *os.File
+		d, created, err = lockDir(ctx, path)
+		switch {
+		case err == nil:
+			release = func() {
+				d.Close() // closing the descriptor drops the flock
+				<-turn
+			}
+		case ctx.Err() != nil:
+			<-turn
+			return nil, nil, err
+		default:
+			// copy.Image will say what is wrong with path, if anything is.
+			logrus.Debugf("not locking %s against other processes: %v", path, err)
+		}
+	}
+	return snapshotDestination(path, created), release, nil
+}
+
+// lockDir takes an exclusive flock on the directory path, making it first
+// if it is missing (created says so). A commit that held the lock and failed
+// may have removed the directory before dropping it, so a lock taken on a
+// directory that is no longer at path is dropped and taken again.
+func lockDir(ctx context.Context, path string) (d *os.File, created bool, err error) {
+	for {
+		created = false
+		switch err := os.Mkdir(path, 0o755); {
+		case err == nil:
+			created = true
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return nil, false, err
+			}
+			continue
+		case !errors.Is(err, fs.ErrExist):
+			return nil, false, err
+		}
+		d, err = os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since: make it again
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if err := flockWait(ctx, d); err != nil {
+			d.Close()
+			return nil, false, err
+		}
+		held, err := d.Stat()
+		if err != nil {
+			d.Close()
+			return nil, false, err
+		}
+		if !held.IsDir() {
+			d.Close()
+			return nil, false, fmt.Errorf("%s: not a directory", path)
+		}
+		if now, err := os.Stat(path); err == nil && os.SameFile(held, now) {
+			return d, created, nil
+		}
+		d.Close()
+	}
+}
+
+// flockWait takes an exclusive flock on d, trying again every
+// lockPollInterval while another process holds it, until ctx ends.
+func flockWait(ctx context.Context, d *os.File) error {
+	logged := false
+	for {
+		err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+			return fmt.Errorf("locking %s: %w", d.Name(), err)
+		}
+		if !logged {
+			logrus.Debugf("waiting for another process's commit to %s", d.Name())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for another process's commit to %s: %w", d.Name(), ctx.Err())
+		case <-time.After(lockPollInterval):
+		}
+	}
+}
+
+// snapshotDestination notes what path holds and returns a function that
+// removes what was added since: files and directories that were not there,
+// and path itself if it was not there or was made empty by the lock
+// (created).
+func snapshotDestination(path string, created bool) (undo func()) {
+	before := map[string]bool{}
+	_ = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil && p != path {
+			before[p] = true
+		}
+		return nil
+	})
+	_, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) || (created && len(before) == 0) {
+		return func() {
+			if err := os.RemoveAll(path); err != nil {
+				logrus.Warnf("removing %s after a failed commit: %v", path, err)
+			}
+		}
+	}
+	return func() {
+		var added []string
+		_ = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+			if err == nil && p != path && !before[p] {
+				added = append(added, p)
+			}
+			return nil
+		})
+		// Deepest first, so that a directory is empty when its turn comes.
+		slices.Reverse(added)
+		for _, p := range added {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				logrus.Warnf("removing %s after a failed commit: %v", p, err)
+			}
+		}
+	}
+}
+
+// localPath is the file or directory a local transport writes, "" for the
+// others.
+func localPath(dest types.ImageReference) string {
+	switch dest.Transport().Name() {
+	case "oci", "dir", "oci-archive", "docker-archive":
+	default:
+		return ""
+	}
+	s := dest.StringWithinTransport()
+	if dest.Transport().Name() != "dir" {
+		if i := strings.Index(s, ":"); i >= 0 {
+			s = s[:i]
+		}
+	}
+	return s
+}

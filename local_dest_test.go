@@ -1,0 +1,216 @@
+package bricklayer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/image/v5/directory"
+	"go.podman.io/image/v5/types"
+	"golang.org/x/sys/unix"
+)
+
+// Another process's commit to a directory is played by the test taking the
+// same flock on it: flock(2) locks conflict between open file descriptions,
+// within one process too.
+
+// lockDirAsAnotherProcess takes the flock a commit takes on dir, making dir
+// if needed, and returns the function that drops it.
+func lockDirAsAnotherProcess(t *testing.T, dir string) (unlock func()) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(int(d.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		d.Close()
+		t.Fatalf("locking %s: %v", dir, err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return func() { d.Close() }
+}
+
+// commitInBackground starts b's commit to dest and returns the channel its
+// error comes on.
+func commitInBackground(ctx context.Context, env *testEnv, b *Builder, dest types.ImageReference) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Commit(ctx, dest, CommitOptions{SystemContext: env.sys})
+		done <- err
+	}()
+	return done
+}
+
+// assertWaiting fails the test if the commit ends within d.
+func assertWaiting(t *testing.T, done <-chan error, d time.Duration, while string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("the commit ended (error: %v) %s", err, while)
+	case <-time.After(d):
+	}
+}
+
+// layoutTags is the sorted list of the tags in the OCI layout dir's index.
+func layoutTags(t *testing.T, dir string) []string {
+	t.Helper()
+	var index v1.Index
+	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUnmarshal(t, data, &index)
+	var tags []string
+	for _, m := range index.Manifests {
+		tags = append(tags, m.Annotations[v1.AnnotationRefName])
+	}
+	slices.Sort(tags)
+	return tags
+}
+
+// TestConcurrentCommitWaitsForAnotherProcess: a commit into an OCI layout
+// that another process is committing into waits for it, and then reads the
+// index that process wrote, so both tags are kept.
+func TestConcurrentCommitWaitsForAnotherProcess(t *testing.T) {
+	env := newTestEnv(t)
+	b, want := env.newFilledBuilder(t, "work", 31)
+	dir := env.dir(t, "layout")
+	if _, err := b.Commit(env.ctx, ociRef(t, dir, "one"), CommitOptions{SystemContext: env.sys}); err != nil {
+		t.Fatal(err)
+	}
+
+	unlock := lockDirAsAnotherProcess(t, dir)
+	done := commitInBackground(env.ctx, env, b, ociRef(t, dir, "two"))
+	assertWaiting(t, done, 1500*time.Millisecond, "while another process held the layout")
+
+	// The other process's commit ends by writing its tag into the index.
+	var index v1.Index
+	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUnmarshal(t, data, &index)
+	other := index.Manifests[0]
+	other.Annotations = map[string]string{v1.AnnotationRefName: "three"}
+	index.Manifests = append(index.Manifests, other)
+	if data, err = json.Marshal(index); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, wantTags := layoutTags(t, dir), []string{"one", "three", "two"}; !slices.Equal(got, wantTags) {
+		t.Errorf("layout tags %q, want %q", got, wantTags)
+	}
+	img := checkImage(t, ociRef(t, dir, "two"), wantImage{Layers: 1})
+	compareTrees(t, want, img.Tree)
+}
+
+// TestConcurrentCommitRelocksARemovedDirectory: a commit waiting for a
+// layout whose holder fails, removes the directory and lets go, must not
+// take the lock on the removed directory while another process holds the
+// one now at the path.
+func TestConcurrentCommitRelocksARemovedDirectory(t *testing.T) {
+	env := newTestEnv(t)
+	b, want := env.newFilledBuilder(t, "work", 32)
+	dir := env.dir(t, "layout")
+
+	unlockFirst := lockDirAsAnotherProcess(t, dir)
+	done := commitInBackground(env.ctx, env, b, ociRef(t, dir, "latest"))
+	assertWaiting(t, done, 300*time.Millisecond, "while another process held the layout")
+
+	// The first holder fails and removes what it made; a third process makes
+	// the directory again and takes it before the first lets go.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	unlockSecond := lockDirAsAnotherProcess(t, dir)
+	unlockFirst()
+	assertWaiting(t, done, 1500*time.Millisecond, "while a third process held the layout made again")
+
+	unlockSecond()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	img := checkImage(t, ociRef(t, dir, "latest"), wantImage{Layers: 1})
+	compareTrees(t, want, img.Tree)
+}
+
+// TestConcurrentCommitGivesUpWaiting: a commit waiting for another
+// process's commit to a layout stops when its context ends, says what it
+// waited for, and leaves the layout as it was.
+func TestConcurrentCommitGivesUpWaiting(t *testing.T) {
+	env := newTestEnv(t)
+	b, _ := env.newFilledBuilder(t, "work", 33)
+	for _, tc := range []struct {
+		name string
+		ref  func(dir string) types.ImageReference
+	}{
+		{"oci", func(dir string) types.ImageReference { return ociRef(t, dir, "latest") }},
+		{"dir", func(dir string) types.ImageReference {
+			ref, err := directory.NewReference(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ref
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := env.dir(t, "layout")
+			lockDirAsAnotherProcess(t, dir)
+			ctx, cancel := context.WithCancel(env.ctx)
+			done := commitInBackground(ctx, env, b, tc.ref(dir))
+			assertWaiting(t, done, 300*time.Millisecond, "while another process held the directory")
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "work") {
+					t.Errorf("got %v, want context.Canceled naming the container and %s", err, dir)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the commit did not stop when its context ended")
+			}
+			assertEmptyDir(t, dir)
+		})
+	}
+}
+
+// TestFailedCommitRemovesTheDirectoryItMade: the directory a commit made
+// to lock it goes when the commit fails after writing blobs into it; one
+// that was there before stays, emptied of what the commit added.
+func TestFailedCommitRemovesTheDirectoryItMade(t *testing.T) {
+	env := newTestEnv(t)
+	b, _ := env.newFilledBuilder(t, "work", 34)
+	// The layer is exported into the layout before the policy is read.
+	opts := CommitOptions{SystemContext: env.sys, SignaturePolicyPath: filepath.Join(env.tmp, "no-such-policy.json")}
+
+	made := env.dir(t, "made")
+	if _, err := b.Commit(env.ctx, ociRef(t, made, "latest"), opts); err == nil {
+		t.Fatal("a commit with a missing policy file succeeded")
+	}
+	assertAbsent(t, made)
+
+	existing := env.dir(t, "existing")
+	if err := os.Mkdir(existing, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(env.ctx, ociRef(t, existing, "latest"), opts); err == nil {
+		t.Fatal("a commit with a missing policy file succeeded")
+	}
+	assertEmptyDir(t, existing)
+}
