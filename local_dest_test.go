@@ -2,7 +2,6 @@ package bricklayer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -65,11 +64,7 @@ func assertWaiting(t *testing.T, done <-chan error, d time.Duration, while strin
 func layoutTags(t *testing.T, dir string) []string {
 	t.Helper()
 	var index v1.Index
-	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustUnmarshal(t, data, &index)
+	ociLayout{t: t, dir: dir}.readJSON(filepath.Join(dir, "index.json"), &index)
 	var tags []string
 	for _, m := range index.Manifests {
 		tags = append(tags, m.Annotations[v1.AnnotationRefName])
@@ -94,21 +89,9 @@ func TestConcurrentCommitWaitsForAnotherProcess(t *testing.T) {
 	assertWaiting(t, done, 1500*time.Millisecond, "while another process held the layout")
 
 	// The other process's commit ends by writing its tag into the index.
-	var index v1.Index
-	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustUnmarshal(t, data, &index)
-	other := index.Manifests[0]
-	other.Annotations = map[string]string{v1.AnnotationRefName: "three"}
-	index.Manifests = append(index.Manifests, other)
-	if data, err = json.Marshal(index); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "index.json"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	l := ociLayout{t: t, dir: dir}
+	index, one := l.index("one")
+	l.setIndexEntry("three", index.Manifests[one])
 	unlock()
 
 	if err := <-done; err != nil {
