@@ -178,18 +178,8 @@ func convertLayerDescriptor(d v1.Descriptor, mtype string) (v1.Descriptor, bool)
 	if d.Digest == "" {
 		return d, false
 	}
-	var c Compression
-	switch d.MediaType {
-	case v1.MediaTypeImageLayer, docker.V2S2MediaTypeUncompressedLayer:
-		c = CompressionNone
-	case v1.MediaTypeImageLayerGzip, docker.V2S2MediaTypeLayer:
-		c = CompressionGzip
-	case v1.MediaTypeImageLayerZstd:
-		if mtype == docker.V2S2MediaTypeManifest {
-			return d, false
-		}
-		c = CompressionZstd
-	default:
+	c, ok := plainLayerCompression(d.MediaType)
+	if !ok || (c == CompressionZstd && mtype == docker.V2S2MediaTypeManifest) {
 		return d, false
 	}
 	d.MediaType = layerMediaType(mtype, c)
@@ -197,6 +187,22 @@ func convertLayerDescriptor(d v1.Descriptor, mtype string) (v1.Descriptor, bool)
 		d.Annotations = nil
 	}
 	return d, true
+}
+
+// plainLayerCompression says how a layer blob of this media type is
+// compressed; false for a media type that is not a plain, distributable
+// layer tar (foreign, non-distributable, encrypted, unknown). Verify's
+// layerCompression also accepts those it can read.
+func plainLayerCompression(mediaType string) (Compression, bool) {
+	switch mediaType {
+	case v1.MediaTypeImageLayer, docker.V2S2MediaTypeUncompressedLayer:
+		return CompressionNone, true
+	case v1.MediaTypeImageLayerGzip, docker.V2S2MediaTypeLayer:
+		return CompressionGzip, true
+	case v1.MediaTypeImageLayerZstd:
+		return CompressionZstd, true
+	}
+	return CompressionNone, false
 }
 
 func blobInfo(d v1.Descriptor) types.BlobInfo {

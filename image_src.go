@@ -12,6 +12,7 @@ import (
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
+	"go.podman.io/image/v5/pkg/blobinfocache"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
@@ -48,6 +49,13 @@ type imageSource struct {
 	// createdLayers are the store layers this source wrote for a
 	// containers-storage destination, newest last.
 	createdLayers []string
+
+	// blobCache is containers/image's blob info cache, which pairs blob
+	// digests with the diffIDs that a containers tool computed for them.
+	// The export records each layer it compresses there, and a layout's
+	// blob that it pairs with a base layer needs no decompression to be
+	// taken.
+	blobCache types.BlobInfoCache
 }
 
 // exportTarget says where a commit's new layers go. The zero value means
@@ -150,17 +158,11 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 			}
 			dir = s.tmpDir
 		}
+		s.blobCache = blobinfocache.DefaultCache(sys)
 		if ref.opts.composesLayers() {
 			exported, base, err = s.exportComposed(ctx, dir, ctr, chain, base)
 		} else {
-			var jobs []exportJob
-			if target.exportBase {
-				for i, bl := range base {
-					if exportsBase(target, bl, ref.opts.manifestType(), compression, serveOrigin) {
-						jobs = append(jobs, exportJob{layer: chain[i], base: true, wantDiffID: bl.DiffID})
-					}
-				}
-			}
+			jobs := baseJobs(target, chain, base, ref.opts.manifestType(), compression, serveOrigin)
 			nBase := len(jobs)
 			for _, l := range chain[len(base):] {
 				jobs = append(jobs, exportJob{layer: l})
@@ -196,11 +198,35 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 }
 
 // exportJob is one layer to export. A base layer is exported as the store
-// holds it, not normalised, so that its diffID stays the base image's.
+// holds it, not normalised, so that its diffID stays the base image's,
+// unless one of its candidates, blobs that an OCI layout destination holds
+// already, turns out to hold it.
 type exportJob struct {
 	layer      *storage.Layer
 	base       bool
 	wantDiffID digest.Digest
+	candidates []layoutBlob
+}
+
+// baseJobs lists the base layers a commit to target exports, each with the
+// blobs of an OCI layout destination that may hold it already.
+func baseJobs(target exportTarget, chain []*storage.Layer, base []baseLayer, mtype string, c Compression, serveOrigin bool) []exportJob {
+	var jobs []exportJob
+	var layout *layoutBlobs
+	for i, bl := range base {
+		if !exportsBase(target, bl, mtype, c, serveOrigin) {
+			continue
+		}
+		job := exportJob{layer: chain[i], base: true, wantDiffID: bl.DiffID}
+		if target.blobDir != "" && c != CompressionNone {
+			if layout == nil {
+				layout = readLayoutBlobs(target.blobDir)
+			}
+			job.candidates = layout.candidates(bl.DiffID, c, bl.Descriptor)
+		}
+		jobs = append(jobs, job)
+	}
+	return jobs
 }
 
 // baseServable says whether a base layer's own blob can be served: from the
@@ -265,12 +291,19 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 	g.SetLimit(limit)
 	for i, job := range jobs {
 		g.Go(func() error {
+			if el, ok := s.takeLayoutBlob(gctx, job); ok {
+				out[i] = el
+				return nil
+			}
 			d, path, err := s.exportLayer(gctx, dir, job.layer, !job.base)
 			if err != nil {
 				return err
 			}
 			if job.base && d.DiffID != job.wantDiffID {
 				return fmt.Errorf("base layer %s: its diff has digest %s, the base image records %s: %w", job.layer.ID, d.DiffID, job.wantDiffID, ErrLayerCorrupt)
+			}
+			if d.Digest != d.DiffID {
+				s.blobCache.RecordDigestUncompressedPair(d.Digest, d.DiffID)
 			}
 			out[i] = exportedLayer{Digests: d, path: path}
 			return nil

@@ -14,6 +14,8 @@
 #           with the in-process floor on the same tree (ours/floor ratios)
 #   base4   a buildah image of 4 layers in the peer store, a container on it
 #           adding a fifth, both tools committing it (peer.sh commit)
+#   again   both tools committing the base4 container into an OCI layout
+#           that holds an earlier commit of it (base layers there already)
 #   sweep   commit time against layer size for both tools: one mktree.sh tree
 #           per size in $SWEEP_SIZES, peer.sh setup + commit on them
 #   plot    $BENCH_OUT/sweep.png from $BENCH_OUT/sweep.tsv (gnuplot)
@@ -67,6 +69,8 @@ SWEEP_TARGETS=${SWEEP_TARGETS:-oci-gzip}
 SWEEP_RUNS=${SWEEP_RUNS:-$RUNS}
 INSTALL=${INSTALL:-1}
 BIN=$ROOT/bin/bricklayer
+PEER_STORAGE=(--root "$BENCH_WORK/store" --runroot "$BENCH_WORK/run" --storage-driver vfs)
+PEER_BUILDAH=(buildah "${PEER_STORAGE[@]}")
 export GOFLAGS="-buildvcs=false -tags=containers_image_openpgp,exclude_graphdriver_btrfs"
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -173,27 +177,67 @@ step_peer() {
 # localhost/bench-base4:1..4 (l1, l1+l2, ...), container bench-wl-base4 on
 # image 4 with l5 copied in. Its tar size (peer.sh's MB/s) is the five
 # layers', all of which a commit to oci: exports.
-step_base4() {
-  have_buildah "base4" || return 0
-  local dir=$BENCH_WORK/tree-base4 i from=scratch
-  local -a B=(buildah --root "$BENCH_WORK/store" --runroot "$BENCH_WORK/run" --storage-driver vfs)
+BASE4_DIR=$BENCH_WORK/tree-base4
+base4_container() {
+  local dir=$BASE4_DIR i from=scratch
   export BUILDAH_ISOLATION=chroot
   for i in 1 2 3 4 5; do
     [ -d "$dir/l$i" ] || { mkdir -p "$dir"; SIZE_MB=$BASE4_MB SEED=base4-$i sh "$MKTREE" "$dir/l$i"; }
   done
-  if ! "${B[@]}" containers --format '{{.ContainerName}}' | grep -qx bench-wl-base4; then
+  if ! "${PEER_BUILDAH[@]}" containers --format '{{.ContainerName}}' | grep -x bench-wl-base4 >/dev/null; then
     for i in 1 2 3 4; do
-      "${B[@]}" from --name bench-base4-build "$from" >/dev/null
-      "${B[@]}" copy --quiet bench-base4-build "$dir/l$i" "/l$i" >/dev/null
-      "${B[@]}" commit -q --rm bench-base4-build "localhost/bench-base4:$i" >/dev/null
+      "${PEER_BUILDAH[@]}" from --name bench-base4-build "$from" >/dev/null
+      "${PEER_BUILDAH[@]}" copy --quiet bench-base4-build "$dir/l$i" "/l$i" >/dev/null
+      "${PEER_BUILDAH[@]}" commit -q --rm bench-base4-build "localhost/bench-base4:$i" >/dev/null
       from=localhost/bench-base4:$i
     done
-    "${B[@]}" from --name bench-wl-base4 "$from" >/dev/null
-    "${B[@]}" copy --quiet bench-wl-base4 "$dir/l5" /l5 >/dev/null
+    "${PEER_BUILDAH[@]}" from --name bench-wl-base4 "$from" >/dev/null
+    "${PEER_BUILDAH[@]}" copy --quiet bench-wl-base4 "$dir/l5" /l5 >/dev/null
     note "container bench-wl-base4: 4 base layers + 1, $BASE4_MB MB each"
   fi
+}
+
+step_base4() {
+  have_buildah "base4" || return 0
+  base4_container
   note "peer.sh commit on base4 -> $BENCH_OUT/base4.txt"
-  peer WORKLOADS=base4 WL_DIR_base4="$dir" TARGETS="$BASE4_TARGETS" -- commit | tee "$BENCH_OUT/base4.txt"
+  peer WORKLOADS=base4 WL_DIR_base4="$BASE4_DIR" TARGETS="$BASE4_TARGETS" -- commit | tee "$BENCH_OUT/base4.txt"
+}
+
+# timed CMD ...: CMD's wall time in seconds, its output discarded
+timed() {
+  local tf
+  tf=$(mktemp)
+  /usr/bin/time -f %e -o "$tf" "$@" >/dev/null
+  tail -n1 "$tf"
+  rm -f "$tf"
+}
+
+# The again step: the base4 container committed with gzip into an OCI
+# layout that holds an earlier commit of it, a new tag each run, each tool
+# into its own layout (filled by one untimed commit first), interleaved run
+# by run. buildah compresses every layer again; bricklayer reads back the
+# base layers the layout holds and compresses only the new one.
+step_again() {
+  have_buildah "the again step" || return 0
+  [ -n "$BUILT" ] || step_build
+  base4_container
+  local i ours theirs tsv=$BENCH_OUT/again.tsv
+  local ol=$BENCH_WORK/out/again-ours bl=$BENCH_WORK/out/again-buildah
+  rm -rf "$ol" "$bl"
+  "$BIN" "${PEER_STORAGE[@]}" commit -q --compression=gzip bench-wl-base4 "oci:$ol:0" >/dev/null
+  "${PEER_BUILDAH[@]}" commit -q --disable-compression=false bench-wl-base4 "oci:$bl:0" >/dev/null
+  note "both tools committing base4 into a layout holding it, $RUNS runs -> $BENCH_OUT/again.txt"
+  printf 'workload\tcompression\tdest\trun\tours_s\tbuildah_s\n' > "$tsv"
+  for ((i = 1; i <= RUNS; i++)); do
+    sync
+    theirs=$(timed "${PEER_BUILDAH[@]}" commit -q --disable-compression=false bench-wl-base4 "oci:$bl:$i")
+    sync
+    ours=$(timed "$BIN" "${PEER_STORAGE[@]}" commit -q --compression=gzip bench-wl-base4 "oci:$ol:$i")
+    printf 'base4\tgzip\tlayout\t%s\t%s\t%s\n' "$i" "$ours" "$theirs" >> "$tsv"
+  done
+  summarize "$tsv" "wl comp dest runs ours_s buildah_s ours/buildah" | tee "$BENCH_OUT/again.txt"
+  rm -rf "$ol" "$bl"
 }
 
 # wl_dir W: the tree of peer.sh workload W, as peer.sh finds it
@@ -207,6 +251,20 @@ wl_dir() {
   esac
 }
 
+# summarize TSV "HEADER": per key (the first three columns) of TSV, whose
+# columns are key1 key2 key3 run a_s b_s, the run count and the medians of
+# a, b and a/b (the median of the per-run ratios).
+summarize() {
+  # shellcheck disable=SC2086  # the header is a word list
+  printf '%-8s %-6s %-8s %5s %8s %8s %10s\n' $2
+  awk -F'\t' 'NR > 1 {k = $1 "\t" $2 "\t" $3; n[k]++; o[k, n[k]] = $5; f[k, n[k]] = $6; r[k, n[k]] = $5 / $6; if (!(k in seen)) { seen[k] = 1; keys[++nk] = k } }
+    function med(a, k, m,   i, j, t, v) { for (i = 1; i <= m; i++) v[i] = a[k, i]
+      for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
+    END { for (i = 1; i <= nk; i++) { k = keys[i]; split(k, p, "\t")
+      printf "%-8s %-6s %-8s %5d %8.2f %8.2f %10.2f\n", p[1], p[2], p[3], n[k], med(o, k, n[k]), med(f, k, n[k]), med(r, k, n[k]) } }' "$1"
+}
+
 # The floor step: our CLI committing a peer.sh workload's container to oci:,
 # run by run interleaved with the in-process floor (BenchmarkCommitFloor
 # -bench.tree) on the same tree, per compression; the table gives the
@@ -214,8 +272,7 @@ wl_dir() {
 step_floor() {
   have_buildah "the floor step" || return 0
   [ -n "$BUILT" ] || step_build
-  local test_bin=$ROOT/bin/bench.test w c sink i dir out tf ours floor tsv=$BENCH_OUT/floor.tsv
-  local -a storage=(--root "$BENCH_WORK/store" --runroot "$BENCH_WORK/run" --storage-driver vfs)
+  local test_bin=$ROOT/bin/bench.test w c sink i dir out ours floor tsv=$BENCH_OUT/floor.tsv
   note "building $test_bin"
   go test -c -o "$test_bin" .
   printf 'workload\tcompression\tsink\trun\tours_s\tfloor_s\n' > "$tsv"
@@ -225,9 +282,8 @@ step_floor() {
     for c in $FLOOR_COMPRESSIONS; do
       for ((i = 1; i <= RUNS; i++)); do
         rm -rf "$out"; sync
-        tf=$(mktemp)
-        /usr/bin/time -f %e -o "$tf" "$BIN" "${storage[@]}" commit -q --compression="$c" "bench-wl-$w" "oci:$out:latest" >/dev/null
-        ours=$(tail -n1 "$tf"); rm -f "$tf"; rm -rf "$out"
+        ours=$(timed "$BIN" "${PEER_STORAGE[@]}" commit -q --compression="$c" "bench-wl-$w" "oci:$out:latest")
+        rm -rf "$out"
         for sink in $FLOOR_SINKS; do
           sync
           floor=$("$test_bin" -test.run '^$' -test.bench "^BenchmarkCommitFloor\$/$c/$sink\$" -test.benchtime 1x -bench.tree="$dir" |
@@ -237,15 +293,7 @@ step_floor() {
       done
     done
   done
-  {
-    printf '%-8s %-6s %-8s %5s %8s %8s %10s\n' wl comp floor runs ours_s floor_s ours/floor
-    awk -F'\t' 'NR > 1 {k = $1 "\t" $2 "\t" $3; n[k]++; o[k, n[k]] = $5; f[k, n[k]] = $6; r[k, n[k]] = $5 / $6; if (!(k in seen)) { seen[k] = 1; keys[++nk] = k } }
-      function med(a, k, m,   i, j, t, v) { for (i = 1; i <= m; i++) v[i] = a[k, i]
-        for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-        return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
-      END { for (i = 1; i <= nk; i++) { k = keys[i]; split(k, p, "\t")
-        printf "%-8s %-6s %-8s %5d %8.2f %8.2f %10.2f\n", p[1], p[2], p[3], n[k], med(o, k, n[k]), med(f, k, n[k]), med(r, k, n[k]) } }' "$tsv"
-  } | tee "$BENCH_OUT/floor.txt"
+  summarize "$tsv" "wl comp floor runs ours_s floor_s ours/floor" | tee "$BENCH_OUT/floor.txt"
 }
 
 # sweep_workload N -> the peer.sh workload name for a tree of N MB
@@ -322,15 +370,15 @@ EOF
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(go peer floor base4 sweep plot)
+[ ${#steps[@]} -gt 0 ] || steps=(go peer floor base4 again sweep plot)
 ensure_tools buildah:buildah time:time docker-registry:docker-registry gnuplot:gnuplot-nox \
   debootstrap:debootstrap pigz:pigz zstd:zstd
 mkdir -p "$BENCH_WORK"
 machine
 for s in "${steps[@]}"; do
   case $s in
-    go|peer|floor|base4|sweep|plot) "step_$s" ;;
-    *) die "unknown step $s (want go, peer, floor, base4, sweep or plot)" ;;
+    go|peer|floor|base4|again|sweep|plot) "step_$s" ;;
+    *) die "unknown step $s (want go, peer, floor, base4, again, sweep or plot)" ;;
   esac
 done
 note "results in $BENCH_OUT"
