@@ -27,8 +27,9 @@ import (
 // from the first commit on; recompressing them is most of what a commit on a
 // large base costs. The layout says which blob holds which layer: each image
 // manifest lists its layer blobs, and its config lists the same layers'
-// diffIDs in the same order. copy.Image then finds the blob present and
-// copies nothing.
+// diffIDs in the same order. That is only the layout's claim, so a blob is
+// checked before it is taken (holdsLayer). copy.Image then finds the blob
+// present and copies nothing.
 
 // maxLayoutJSON bounds the manifests, indexes and configs read from a
 // layout: real ones are a few KiB, and a larger one is not read.
