@@ -117,3 +117,52 @@ func TestPushKeepsBaseLayers(t *testing.T) {
 		}
 	}
 }
+
+// TestPushExportsBaseStoredUncompressed pushes a container on a base image
+// that the store holds uncompressed (as buildah and podman store what they
+// build), so the base layer has no compressed blob of its own. The first
+// push exports it compressed with the new layer; a push to another
+// repository of the same registry does not export it again: the blob info
+// cache knows the registry has it, and copy.Image mounts it. An
+// uncompressed push leaves the base layer to copy.Image, as it does the new
+// ones.
+func TestPushExportsBaseStoredUncompressed(t *testing.T) {
+	reg := startRegistry(t, t.TempDir())
+	e := newLayoutReuseEnv(t)
+	sys := reg.sys(t, e.sys)
+
+	push := func(repo string, c Compression) (layers []string, baseExported bool, uploads []string) {
+		t.Helper()
+		e.mu.Lock()
+		e.exported = nil
+		e.mu.Unlock()
+		ref := reg.ref(t, repo+":1")
+		before := len(reg.requests(t))
+		res, err := e.b.Commit(e.ctx, ref, CommitOptions{SystemContext: sys, Compression: c})
+		if err != nil {
+			t.Fatalf("%s: %v", repo, err)
+		}
+		checkResult(t, res, checkImageWith(t, ref, sys, wantImage{Layers: 2}))
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return layerDigests(t, res.Manifest), slices.Contains(e.exported, e.base.LayerID), blobUploads(reg.requests(t)[before:], repo)
+	}
+
+	first, exported, uploads := push("first/img", CompressionGzip)
+	if !exported {
+		t.Errorf("first push: the base layer was not exported")
+	}
+	if first[0] == e.base.DiffID.String() || !slices.Contains(uploads, first[0]) {
+		t.Errorf("first push: base layer %s (uploads %v), want a compressed blob uploaded", first[0], uploads)
+	}
+	second, exported, uploads := push("second/img", CompressionGzip)
+	if exported {
+		t.Errorf("second push: the base layer was exported again, though the registry has it")
+	}
+	if second[0] != first[0] || slices.Contains(uploads, second[0]) {
+		t.Errorf("second push: base layer %s (uploads %v), want the first push's %s, not uploaded", second[0], uploads, first[0])
+	}
+	if _, exported, _ = push("plain/img", CompressionNone); exported {
+		t.Errorf("uncompressed push: the base layer was exported")
+	}
+}

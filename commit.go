@@ -379,7 +379,7 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 	case "dir", "oci-archive", "docker-archive":
 		return exportTarget{exportBase: true}
 	case "docker":
-		return exportTarget{upload: dest}
+		return exportTarget{upload: dest, exportBase: true}
 	}
 	return exportTarget{}
 }

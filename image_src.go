@@ -71,10 +71,11 @@ type exportTarget struct {
 	// again.
 	intoStore bool
 	// exportBase exports the base image's layers too, compressed as the new
-	// ones, when their original blobs cannot be served: for a local
-	// destination this is faster than letting copy.Image compress them one
-	// stream at a time. For a registry the base's own descriptors are kept,
-	// so that a registry holding them reuses them.
+	// ones, when their original blobs cannot be served: this is faster than
+	// letting copy.Image compress them one stream at a time. For a registry
+	// a base layer's own compressed descriptor is kept, so that a registry
+	// holding its blob reuses it, and so is one that the blob info cache
+	// knows a blob of in that registry.
 	exportBase bool
 	// upload, when set, is the registry destination the new layers are
 	// streamed to while they are exported, so that copy.Image finds them
@@ -162,7 +163,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		if ref.opts.composesLayers() {
 			exported, base, err = s.exportComposed(ctx, dir, ctr, chain, base)
 		} else {
-			jobs := baseJobs(target, chain, base, ref.opts.manifestType(), compression, serveOrigin)
+			jobs := s.baseJobs(target, chain, base, ref.opts.manifestType(), compression, serveOrigin)
 			nBase := len(jobs)
 			for _, l := range chain[len(base):] {
 				jobs = append(jobs, exportJob{layer: l})
@@ -210,11 +211,11 @@ type exportJob struct {
 
 // baseJobs lists the base layers a commit to target exports, each with the
 // blobs of an OCI layout destination that may hold it already.
-func baseJobs(target exportTarget, chain []*storage.Layer, base []baseLayer, mtype string, c Compression, serveOrigin bool) []exportJob {
+func (s *imageSource) baseJobs(target exportTarget, chain []*storage.Layer, base []baseLayer, mtype string, c Compression, serveOrigin bool) []exportJob {
 	var jobs []exportJob
 	var layout *layoutBlobs
 	for i, bl := range base {
-		if !exportsBase(target, bl, mtype, c, serveOrigin) {
+		if !exportsBase(target, bl, mtype, c, serveOrigin) || s.registryMayHave(target.upload, bl.DiffID) {
 			continue
 		}
 		job := exportJob{layer: chain[i], base: true, wantDiffID: bl.DiffID}
@@ -243,11 +244,17 @@ func baseServable(bl baseLayer, mtype string, c Compression, serveOrigin bool) b
 // rather than served as it is. An OCI layout takes a layer faster from our
 // parallel export, written in place, than from copy.Image copying the
 // store's diff one more time, so there a base layer served from the store is
-// exported too, unless the layout holds its blob already.
+// exported too, unless the layout holds its blob already. A registry gets
+// exported the compressed layers of a base stored uncompressed, which has
+// no compressed blob of its own that the registry could hold; uncompressed
+// pushes are left to copy.Image, as for new layers.
 func exportsBase(target exportTarget, bl baseLayer, mtype string, c Compression, serveOrigin bool) bool {
 	switch {
 	case !target.exportBase:
 		return false
+	case target.upload != nil:
+		desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
+		return c != CompressionNone && !serveOrigin && (!ok || desc.Digest == bl.DiffID)
 	case !baseServable(bl, mtype, c, serveOrigin):
 		return true
 	case target.blobDir == "" || serveOrigin:
@@ -295,7 +302,7 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 				out[i] = el
 				return nil
 			}
-			d, path, err := s.exportLayer(gctx, dir, job.layer, !job.base)
+			d, path, err := s.exportLayer(gctx, dir, job.layer, job.base)
 			if err != nil {
 				return err
 			}
@@ -326,8 +333,9 @@ func exportStarted(layerID string) {
 }
 
 // exportLayer streams one layer's diff against its parent into a blob file.
-// The diff is closed as soon as the layer is done.
-func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.Layer, normalize bool) (layerexport.Digests, string, error) {
+// The diff is closed as soon as the layer is done. A base layer is exported
+// as the store holds it, not normalised, and not uploaded ahead.
+func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.Layer, base bool) (layerexport.Digests, string, error) {
 	if err := ctx.Err(); err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("layer %s: %w", l.ID, err)
 	}
@@ -336,7 +344,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		Algorithm: exportAlgorithm(opts.Compression),
 		Level:     opts.CompressionLevel,
 	}
-	if normalize {
+	if !base {
 		eopts.Normalize = opts.tarNormalization()
 	}
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
@@ -351,7 +359,10 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		src = progress
 	}
 	var reportUpload func()
-	if s.uploader != nil {
+	if s.uploader != nil && !base {
+		// A base layer's blob is left to copy.Image to upload, which
+		// records in the blob info cache that it is compressed: a later
+		// push finds the blob there and reuses it (registryMayHave).
 		eopts.Follow, reportUpload = s.uploader.follow(ctx, l.ID)
 	}
 	exportStarted(l.ID)

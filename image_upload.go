@@ -7,6 +7,7 @@ import (
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
+	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/types"
 )
@@ -86,4 +87,19 @@ func (u *uploader) follow(ctx context.Context, layerID string) (follow func(io.R
 func (u *uploader) has(ctx context.Context, d layerexport.Digests) bool {
 	found, _, err := u.dest.TryReusingBlob(ctx, types.BlobInfo{Digest: d.Digest, Size: d.Size}, none.NoCache, false)
 	return err == nil && found
+}
+
+// registryMayHave says whether the blob info cache knows a blob of the
+// layer with diffID in dest's registry (nil: no registry), which
+// copy.Image would then reuse, or mount from another repository, rather
+// than upload: a base layer pushed there before. copy.Image is more
+// particular (it takes only blobs whose compression the cache knows); when
+// it finds nothing it compresses the layer itself, as it did before
+// bricklayer exported base layers for registries.
+func (s *imageSource) registryMayHave(dest types.ImageReference, diffID digest.Digest) bool {
+	if dest == nil || dest.DockerReference() == nil {
+		return false
+	}
+	scope := types.BICTransportScope{Opaque: reference.Domain(dest.DockerReference())}
+	return len(s.blobCache.CandidateLocations(dest.Transport(), scope, diffID, true)) > 0
 }

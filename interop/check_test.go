@@ -129,7 +129,7 @@ func checkImage(t *testing.T, e *env, tg target, want expect) (config []byte) {
 	case tStorage:
 		checkStorage(t, e, tg, want.result)
 	case tRegistry:
-		if c, _ := writtenCompression(tg.transport, want.compression, true); c == bricklayer.CompressionGzip {
+		if c, _ := writtenCompression(tg.transport, want.compression); c == bricklayer.CompressionGzip {
 			testutil.Run(t, e.toolEnv, e.crane, "validate", "--insecure", "--remote", tg.remote)
 		}
 	}
@@ -189,7 +189,6 @@ func checkManifest(t *testing.T, tg target, want expect, wantType string, m mani
 	if wantType == v1.MediaTypeImageManifest {
 		validateSchema(t, tg.name+" manifest", schema.ValidatorMediaTypeManifest, raw)
 	}
-	top := len(m.Layers) - 1
 	for i, l := range m.Layers {
 		if i < len(want.baseDigests) && tg.transport != tDocArchive {
 			if l.Digest != want.baseDigests[i] {
@@ -197,7 +196,7 @@ func checkManifest(t *testing.T, tg target, want expect, wantType string, m mani
 			}
 			continue
 		}
-		c, ok := writtenCompression(tg.transport, want.compression, i == top)
+		c, ok := writtenCompression(tg.transport, want.compression)
 		if !ok {
 			continue
 		}
@@ -221,24 +220,23 @@ func writtenManifestType(transport, mtype string) string {
 }
 
 // writtenCompression is the compression a layer written to transport must
-// have when the commit asked for c (top: the layer the commit exported, not
-// a base layer); false when nothing is required:
-//   - local destinations get every layer the commit writes in c, base
-//     layers included when their original blobs cannot be served;
-//   - a registry compresses what it is given uncompressed, with gzip: "none"
-//     becomes gzip, and so do base layers of a zstd commit served
-//     uncompressed from the store;
+// have when the commit asked for c; false when nothing is required:
+//   - local destinations and registries get every layer the commit writes
+//     in c, base layers included when their original blobs cannot be
+//     served;
+//   - a registry compresses what it is given uncompressed, with gzip:
+//     "none" becomes gzip;
 //   - containers-storage keeps layers uncompressed; the manifest it records
 //     names the blob it was given or the uncompressed diff (a commit into
 //     the builder's own store writes the new layer there uncompressed);
 //   - docker-archive holds layers uncompressed, and its reader says gzip;
 //     checkDockerArchive checks them.
-func writtenCompression(transport string, c bricklayer.Compression, top bool) (bricklayer.Compression, bool) {
+func writtenCompression(transport string, c bricklayer.Compression) (bricklayer.Compression, bool) {
 	switch transport {
 	case tStorage, tDocArchive:
 		return c, false
 	case tRegistry:
-		if c == bricklayer.CompressionNone || (c == bricklayer.CompressionZstd && !top) {
+		if c == bricklayer.CompressionNone {
 			return bricklayer.CompressionGzip, true
 		}
 	}
