@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -139,29 +138,8 @@ func TestCommitWithoutPolicyFile(t *testing.T) {
 // second finds the base's blob there and exports only the new layer. Both
 // images read back whole, base layer unchanged.
 func TestLayoutTakesBaseLayersInPlace(t *testing.T) {
-	env := newTestEnv(t)
-	env.commitBase(t, "base", "localhost/base:1", 21)
-	b, mp := env.newMountedBuilder(t, "localhost/base:1", "derived")
-	if err := os.WriteFile(filepath.Join(mp, "new"), []byte("new layer\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	b.mu.Lock()
-	base := slices.Clone(b.state.BaseLayers)
-	b.mu.Unlock()
-	if len(base) != 1 {
-		t.Fatalf("the builder has %d base layers, want 1", len(base))
-	}
-
-	var mu sync.Mutex
-	var exported []string
-	testHookExportStarted = func(id string) {
-		mu.Lock()
-		defer mu.Unlock()
-		exported = append(exported, id)
-	}
-	t.Cleanup(func() { testHookExportStarted = nil })
-
-	dir := env.dir(t, "layout")
+	e := newLayoutReuseEnv(t)
+	dir := e.dir(t, "layout")
 	for i, tc := range []struct {
 		tag      string
 		wantBase bool
@@ -169,22 +147,22 @@ func TestLayoutTakesBaseLayersInPlace(t *testing.T) {
 		{"first", true},
 		{"second", false},
 	} {
-		mu.Lock()
-		exported = nil
-		mu.Unlock()
+		e.mu.Lock()
+		e.exported = nil
+		e.mu.Unlock()
 		ref := ociRef(t, dir, tc.tag)
-		res, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys, Compression: CompressionNone})
+		res, err := e.b.Commit(e.ctx, ref, CommitOptions{SystemContext: e.sys, Compression: CompressionNone})
 		if err != nil {
 			t.Fatal(err)
 		}
 		checkResult(t, res, checkImage(t, ref, wantImage{Layers: 2}))
-		if got := layerDigests(t, res.Manifest); len(got) != 2 || got[0] != base[0].DiffID.String() {
-			t.Errorf("%s: layers %v, want the base's %s first", tc.tag, got, base[0].DiffID)
+		if got := layerDigests(t, res.Manifest); len(got) != 2 || got[0] != e.base.DiffID.String() {
+			t.Errorf("%s: layers %v, want the base's %s first", tc.tag, got, e.base.DiffID)
 		}
-		mu.Lock()
-		gotBase := slices.Contains(exported, base[0].LayerID)
-		n := len(exported)
-		mu.Unlock()
+		e.mu.Lock()
+		gotBase := slices.Contains(e.exported, e.base.LayerID)
+		n := len(e.exported)
+		e.mu.Unlock()
 		if gotBase != tc.wantBase {
 			t.Errorf("commit %d (%s): base layer exported: %v, want %v", i, tc.tag, gotBase, tc.wantBase)
 		}

@@ -6,14 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
-	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -129,7 +127,7 @@ func (lb *layoutBlobs) addImage(m layoutManifest) {
 // readJSON reads the small blob d names and checks it against its digest
 // and size.
 func (lb *layoutBlobs) readJSON(d v1.Descriptor) ([]byte, bool) {
-	if d.Digest.Validate() != nil || d.Digest.Algorithm() != digest.SHA256 || d.Size > maxLayoutJSON {
+	if !inBlobDir(d.Digest) || d.Size > maxLayoutJSON {
 		return nil, false
 	}
 	data, err := os.ReadFile(filepath.Join(lb.dir, d.Digest.Encoded()))
@@ -138,6 +136,12 @@ func (lb *layoutBlobs) readJSON(d v1.Descriptor) ([]byte, bool) {
 		return nil, false
 	}
 	return data, true
+}
+
+// inBlobDir says whether d is a valid sha256 digest, a file name in the
+// layout's blobs/sha256 and nowhere else.
+func inBlobDir(d digest.Digest) bool {
+	return d.Validate() == nil && d.Algorithm() == digest.SHA256
 }
 
 // layoutBlob is a blob of the layout that may hold a base layer.
@@ -156,7 +160,7 @@ func (lb *layoutBlobs) candidates(diffID digest.Digest, c Compression, want v1.D
 	seen := map[digest.Digest]bool{}
 	for _, d := range append([]v1.Descriptor{want}, lb.byDiff[diffID]...) {
 		dc, ok := plainLayerCompression(d.MediaType)
-		if !ok || dc != c || seen[d.Digest] || d.Digest.Validate() != nil || d.Digest.Algorithm() != digest.SHA256 {
+		if !ok || dc != c || seen[d.Digest] || !inBlobDir(d.Digest) {
 			continue
 		}
 		seen[d.Digest] = true
@@ -191,27 +195,8 @@ func holdsLayer(ctx context.Context, b layoutBlob, c Compression, diffID digest.
 		return digest.NewDigest(digest.SHA256, blobHash) == b.Digest, nil
 	}
 	in := bufio.NewReaderSize(raw, 1<<20)
-	var zr io.Reader
-	switch c {
-	case CompressionGzip:
-		gz, err := gzip.NewReader(in)
-		if err != nil {
-			return false, err
-		}
-		defer gz.Close()
-		zr = gz
-	case CompressionZstd:
-		zd, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(maxReuseWindow))
-		if err != nil {
-			return false, err
-		}
-		defer zd.Close()
-		zr = zd
-	default:
-		return false, fmt.Errorf("no decompressor for %s", c)
-	}
 	diffHash := sha256.New()
-	if _, err := io.Copy(diffHash, zr); err != nil {
+	if err := decompressTo(diffHash, in, c, zstd.WithDecoderMaxWindow(maxReuseWindow)); err != nil {
 		return false, err
 	}
 	// What the decompressor left unread still counts for the blob's digest.

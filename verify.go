@@ -352,24 +352,7 @@ func (v *verifier) checkLayer(instance digest.Digest, object string, info types.
 	found := sniffCompression(head)
 
 	diffDigester := digest.Canonical.Digester()
-	var decompErr error
-	switch found {
-	case CompressionGzip:
-		zr, err := gzip.NewReader(br)
-		if err == nil {
-			_, err = io.Copy(diffDigester.Hash(), zr)
-		}
-		decompErr = err
-	case CompressionZstd:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err == nil {
-			_, err = io.Copy(diffDigester.Hash(), zr)
-			zr.Close()
-		}
-		decompErr = err
-	default:
-		_, decompErr = io.Copy(diffDigester.Hash(), br)
-	}
+	decompErr := decompressTo(diffDigester.Hash(), br, found)
 	if in.err != nil {
 		return fmt.Errorf("reading %s blob %s: %w", object, info.Digest, in.err)
 	}
@@ -397,6 +380,31 @@ func (v *verifier) checkLayer(instance digest.Digest, object string, info types.
 		v.problem(VerifyProblem{Instance: instance, Object: object, Digest: info.Digest, Check: "diffID", Want: wantDiffID.String(), Got: diffDigester.Digest().String()})
 	}
 	return nil
+}
+
+// decompressTo writes the tar that src, compressed with c, holds to dst.
+// Extra options bound the zstd decoder further.
+func decompressTo(dst io.Writer, src io.Reader, c Compression, zopts ...zstd.DOption) error {
+	switch c {
+	case CompressionGzip:
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		_, err = io.Copy(dst, zr)
+		return err
+	case CompressionZstd:
+		zr, err := zstd.NewReader(src, append([]zstd.DOption{zstd.WithDecoderConcurrency(1)}, zopts...)...)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		_, err = io.Copy(dst, zr)
+		return err
+	}
+	_, err := io.Copy(dst, src)
+	return err
 }
 
 // sniffCompression tells gzip and zstd (including a leading skippable
