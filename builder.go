@@ -266,18 +266,28 @@ func (b *Builder) Save() error {
 	return b.saveLocked()
 }
 
-func (b *Builder) saveLocked() (err error) {
+func (b *Builder) saveLocked() error {
 	dir, err := b.store.ContainerDirectory(b.state.ContainerID)
 	if err != nil {
 		return fmt.Errorf("locating the directory of container %s: %w", b.state.ContainerID, err)
 	}
-	data, err := json.MarshalIndent(&b.state, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding the state of container %s: %w", b.state.ContainerID, err)
-	}
-	f, err := os.CreateTemp(dir, "."+stateFile+"-*")
-	if err != nil {
+	if err := writeJSONAtomic(filepath.Join(dir, stateFile), &b.state); err != nil {
 		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+	}
+	return nil
+}
+
+// writeJSONAtomic writes v as indented JSON to path through a temporary
+// file in the same directory, synced and renamed over path: a reader sees
+// the old content or the new, never a mix, and no temporary file is left.
+func writeJSONAtomic(path string, v any) (err error) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -286,18 +296,15 @@ func (b *Builder) saveLocked() (err error) {
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+		return err
 	}
 	if err = f.Sync(); err != nil {
-		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+		return err
 	}
 	if err = f.Close(); err != nil {
-		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+		return err
 	}
-	if err = os.Rename(f.Name(), filepath.Join(dir, stateFile)); err != nil {
-		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
-	}
-	return nil
+	return os.Rename(f.Name(), path)
 }
 
 // ContainerID is the working container's ID in the store.

@@ -318,6 +318,9 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		src.removeCreatedLayers()
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
+	// The image holds the layers written for it; one that lost its chain ID
+	// to a concurrent commit of the same content is unused, and removed.
+	src.removeCreatedLayers()
 	res := CommitResult{Manifest: manifestBytes, ManifestType: manifest.GuessMIMEType(manifestBytes)}
 	if res.ManifestDigest, err = manifest.Digest(manifestBytes); err != nil {
 		return CommitResult{}, fmt.Errorf("digesting the manifest written to %s: %w", destName, err)

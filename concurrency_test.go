@@ -215,8 +215,7 @@ func TestConcurrentCommitAndAdd(t *testing.T) {
 			if commitErr != nil {
 				raced = false
 				// A layer that changes while it is read may fail the commit
-				// (a file grew or shrank under the tar writer, or the two
-				// reads of a commit into the store differ), cleanly.
+				// (a file grew or shrank under the tar writer), cleanly.
 				t.Logf("commit: %v", commitErr)
 				if !strings.Contains(commitErr.Error(), b.ContainerName()) {
 					t.Errorf("commit: %q does not name the container", commitErr)

@@ -150,7 +150,12 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 	compression := ref.opts.Compression
 	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok && !ref.opts.composesLayers() {
 		compression = CompressionNone
-		exported, err = s.exportIntoStore(ctx, parent, chain[len(base):])
+		ctrDir, derr := b.store.ContainerDirectory(ctr.ID)
+		if derr != nil {
+			logrus.Debugf("locating the directory of container %s: %v", state.ContainerName, derr)
+			ctrDir = ""
+		}
+		exported, err = s.exportIntoStore(ctx, ctrDir, parent, chain[len(base):])
 	} else {
 		dir := target.blobDir
 		if dir == "" {

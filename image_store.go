@@ -2,9 +2,13 @@ package bricklayer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	"github.com/bricklayer/bricklayer/internal/tarnorm"
@@ -16,14 +20,20 @@ import (
 
 // This file writes a commit's new layers straight into the builder's own
 // store when the destination is that store. copy.Image's containers-storage
-// destination names each layer by its chain ID: the diffID's hex for a
-// bottom layer, sha256(parentID + "+" + diffID hex) above it, and reuses a
-// layer that already has that ID. A layer put there first under that ID is
-// therefore written once, straight from the diff stream, instead of being
-// exported to a file and copied in again.
+// destination looks each layer up by its chain ID: the diffID's hex for a
+// bottom layer, sha256(parentID + "+" + diffID hex) above it, where parentID
+// is the parent's real layer ID, and reuses the layer it finds. The store's
+// lookups resolve layer names as well as IDs.
+//
+// A layer's chain ID depends on its diffID, known only once the diff has
+// been read, so each new layer is written in one pass under an ID the store
+// picks, and then given its chain ID as a name. The layer is read once and
+// written once, straight from the diff stream, instead of being exported to
+// a file and copied in again.
 
 // chainLayerID is the ID the containers-storage destination gives a layer
-// with diffID on top of parent ("" for none).
+// with diffID on top of the layer whose ID is parent ("" for none), and
+// looks the layer up by.
 func chainLayerID(parent string, diffID digest.Digest) string {
 	if parent == "" {
 		return diffID.Encoded()
@@ -31,14 +41,17 @@ func chainLayerID(parent string, diffID digest.Digest) string {
 	return digest.Canonical.FromString(parent + "+" + diffID.Encoded()).Encoded()
 }
 
-// storeChainTop checks that the base image's stored layers carry the chain
-// IDs the destination will compute for them, and returns the top one's ID.
-// When they do not (a base stored by another tool), the destination would
-// copy them anew, so writing the new layers into the store would not help.
+// storeChainTop checks that the base image's stored layers can be found
+// under the chain IDs the destination will compute for them, as their IDs
+// (layers that containers/image wrote) or their names (layers that a commit
+// of ours wrote), and returns the top one's ID. When they cannot (a base
+// stored by another tool under other IDs), the destination would copy them
+// anew, so writing the new layers into the store would not help.
 func storeChainTop(chain []*storage.Layer, base []baseLayer) (string, bool) {
 	parent := ""
 	for i, l := range chain {
-		if l.ID != chainLayerID(parent, base[i].DiffID) {
+		want := chainLayerID(parent, base[i].DiffID)
+		if l.ID != want && !slices.Contains(l.Names, want) {
 			return "", false
 		}
 		parent = l.ID
@@ -47,27 +60,108 @@ func storeChainTop(chain []*storage.Layer, base []baseLayer) (string, bool) {
 }
 
 // exportIntoStore writes each layer's normalised diff into the store as a
-// new layer. The layer's ID depends on its diffID, known only after reading
-// the diff, so each layer is read twice: once to digest it, once into the
-// store. A layer that exists already under that ID is not written again.
-func (s *imageSource) exportIntoStore(ctx context.Context, parent string, layers []*storage.Layer) ([]exportedLayer, error) {
+// new layer on parent, and returns them with their store IDs.
+//
+// A container committed again may not have changed since; the one pass
+// would then write the whole layer only to find it in the store already.
+// So when the container's directory records an earlier commit of the layer
+// on the same parent whose result the store still holds, the diff is read
+// once first to learn its diffID, and written only if that differs. ctrDir
+// is the container's directory; "" records nothing.
+func (s *imageSource) exportIntoStore(ctx context.Context, ctrDir, parent string, layers []*storage.Layer) ([]exportedLayer, error) {
+	rec := readStoreRecord(ctrDir)
 	var out []exportedLayer
 	for _, l := range layers {
 		norm := s.ref.opts.tarNormalization()
-		d, err := s.digestLayer(ctx, l, norm)
-		if err != nil {
-			return nil, err
+		var id string
+		var d layerexport.Digests
+		var err error
+		if rec.holds(s.store, l.ID, parent) {
+			if d, err = s.digestLayer(ctx, l, norm); err != nil {
+				return nil, err
+			}
+			chain := chainLayerID(parent, d.DiffID)
+			if existing, lerr := s.store.Layer(chain); lerr == nil && existing.UncompressedDigest == d.DiffID {
+				logrus.Debugf("layer %s: unchanged since it was committed as %s", l.ID, existing.ID)
+				id = existing.ID
+			}
 		}
-		id := chainLayerID(parent, d.DiffID)
-		if existing, err := s.store.Layer(id); err == nil && existing.UncompressedDigest == d.DiffID {
-			logrus.Debugf("layer %s: already in the store as %s", l.ID, id)
-		} else if err := s.putLayer(ctx, l, id, parent, d, norm); err != nil {
-			return nil, err
+		if id == "" {
+			if id, d, err = s.putLayer(ctx, l, parent, norm); err != nil {
+				return nil, err
+			}
 		}
+		rec.set(storeRecordEntry{Source: l.ID, Parent: parent, Layer: id, DiffID: d.DiffID})
 		out = append(out, exportedLayer{Digests: d, storeLayer: id})
 		parent = id
 	}
+	rec.write(ctrDir)
 	return out, nil
+}
+
+// storeRecordFile, in a container's directory, records the layers that
+// commits into the store wrote from the container's layers.
+const storeRecordFile = "bricklayer-store-layers.json"
+
+// storeRecord is the content of storeRecordFile. It is only a hint: when it
+// is missing, unreadable or out of date, a commit writes its layers in one
+// pass.
+type storeRecord struct {
+	Layers []storeRecordEntry `json:"layers"`
+}
+
+// storeRecordEntry says that store layer Layer, with diffID DiffID, was
+// written from the container's layer Source on top of store layer Parent.
+type storeRecordEntry struct {
+	Source string        `json:"source"`
+	Parent string        `json:"parent"`
+	Layer  string        `json:"layer"`
+	DiffID digest.Digest `json:"diff_id"`
+}
+
+func readStoreRecord(ctrDir string) *storeRecord {
+	rec := &storeRecord{}
+	if ctrDir == "" {
+		return rec
+	}
+	data, err := os.ReadFile(filepath.Join(ctrDir, storeRecordFile))
+	if err == nil {
+		err = json.Unmarshal(data, rec)
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		logrus.Debugf("ignoring the record of earlier commits in %s: %v", ctrDir, err)
+		return &storeRecord{}
+	}
+	return rec
+}
+
+// holds says whether an earlier commit wrote layer source on parent, and
+// the store still holds what it wrote.
+func (r *storeRecord) holds(store storage.Store, source, parent string) bool {
+	for _, e := range r.Layers {
+		if e.Source == source && e.Parent == parent {
+			l, err := store.Layer(e.Layer)
+			return err == nil && l.Parent == parent && l.UncompressedDigest == e.DiffID
+		}
+	}
+	return false
+}
+
+// set records e, replacing the entry for the same source layer.
+func (r *storeRecord) set(e storeRecordEntry) {
+	r.Layers = slices.DeleteFunc(r.Layers, func(o storeRecordEntry) bool { return o.Source == e.Source })
+	r.Layers = append(r.Layers, e)
+}
+
+// write saves the record in ctrDir atomically. A record that cannot be
+// written only costs a later commit of an unchanged container some time.
+func (r *storeRecord) write(ctrDir string) {
+	if ctrDir == "" {
+		return
+	}
+	if err := writeJSONAtomic(filepath.Join(ctrDir, storeRecordFile), r); err != nil {
+		logrus.Debugf("recording the layers written into the store: %v", err)
+	}
 }
 
 // unlockedDiff returns layer l's diff against its parent, made from the
@@ -118,7 +212,7 @@ func (c *closeFunc) Close() error {
 	return err
 }
 
-// digestLayer reads a layer's diff once to learn its diffID and size.
+// digestLayer reads a layer's normalised diff once to learn its digests.
 func (s *imageSource) digestLayer(ctx context.Context, l *storage.Layer, norm *tarnorm.Options) (layerexport.Digests, error) {
 	diff, err := s.unlockedDiff(l)
 	if err != nil {
@@ -135,54 +229,95 @@ func (s *imageSource) digestLayer(ctx context.Context, l *storage.Layer, norm *t
 	return d, nil
 }
 
-// putLayer writes layer l's diff into the store as layer id on parent, and
-// checks that the store saw the diffID the first read computed.
-func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, id, parent string, d layerexport.Digests, norm *tarnorm.Options) error {
+// testHookPutLayer, when set by a test, is called as each layer is about to
+// be written into the store.
+var testHookPutLayer func(source string)
+
+// putLayer writes layer l's normalised diff into the store on parent in one
+// pass, names the new layer by its chain ID, and returns its ID and digests.
+// The store computes the digests as it reads the stream. When a layer with
+// that chain ID and diffID exists already (the same content committed
+// before), the new one is deleted and the existing one's ID returned.
+func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent string, norm *tarnorm.Options) (string, layerexport.Digests, error) {
 	diff, err := s.unlockedDiff(l)
 	if err != nil {
-		return err
+		return "", layerexport.Digests{}, err
 	}
 	defer diff.Close()
+	exportStarted(l.ID)
 	stream := layerexport.Reader(ctx, diff, norm)
 	defer stream.Close()
-	created, _, err := s.store.PutLayer(id, parent, nil, "", false, nil, stream)
+	if testHookPutLayer != nil {
+		testHookPutLayer(l.ID)
+	}
+	created, _, err := s.store.PutLayer("", parent, nil, "", false, nil, stream)
 	if err != nil && ctx.Err() != nil {
 		// The stream was cut because ctx ended: storage reports only the
 		// short read that followed.
-		return fmt.Errorf("writing layer %s into the store as %s: %w", l.ID, id, errors.Join(ctx.Err(), err))
+		err = errors.Join(ctx.Err(), err)
 	}
 	if err != nil {
-		if errors.Is(err, storage.ErrDuplicateID) {
-			// Another commit of the same content (this builder's, or another
-			// process's) wrote it first.
-			if existing, lerr := s.store.Layer(id); lerr == nil && existing.UncompressedDigest == d.DiffID {
-				logrus.Debugf("layer %s: written into the store as %s by another commit meanwhile", l.ID, id)
-				return nil
-			}
-			return fmt.Errorf("writing layer %s into the store as %s: another layer has that ID: %w", l.ID, id, err)
-		}
-		return fmt.Errorf("writing layer %s into the store as %s: %w", l.ID, id, err)
+		return "", layerexport.Digests{}, fmt.Errorf("writing layer %s into the store: %w", l.ID, err)
 	}
 	s.createdLayers = append(s.createdLayers, created.ID)
-	if created.UncompressedDigest != d.DiffID {
-		return fmt.Errorf("layer %s changed while it was exported: diffID %s, then %s", l.ID, d.DiffID, created.UncompressedDigest)
+	// The diff was read without the store's lock. A container deleted
+	// meanwhile (by another process) has its layer's directory moved away
+	// and its record removed in one locked step, and the walk skips the
+	// files it can no longer find; so if the record is still there, the
+	// walk saw the whole layer.
+	if _, err := s.store.Layer(l.ID); err != nil {
+		s.dropCreatedLayer(created.ID)
+		return "", layerexport.Digests{}, fmt.Errorf("layer %s was removed while it was written into the store: %w", l.ID, err)
 	}
-	logrus.Debugf("wrote layer %s into the store as %s (diffID %s)", l.ID, id, d.DiffID)
-	return nil
+	if created.UncompressedDigest == "" {
+		return "", layerexport.Digests{}, fmt.Errorf("writing layer %s into the store as %s: the store computed no diffID", l.ID, created.ID)
+	}
+	d := layerexport.Digests{
+		DiffID:           created.UncompressedDigest,
+		UncompressedSize: created.UncompressedSize,
+		Digest:           created.UncompressedDigest,
+		Size:             created.UncompressedSize,
+	}
+
+	name := chainLayerID(parent, d.DiffID)
+	if existing, err := s.store.Layer(name); err == nil && existing.ID != created.ID {
+		if existing.UncompressedDigest != d.DiffID {
+			return "", layerexport.Digests{}, fmt.Errorf("writing layer %s into the store: layer %s has its chain ID %s, with diffID %s, not %s",
+				l.ID, existing.ID, name, existing.UncompressedDigest, d.DiffID)
+		}
+		logrus.Debugf("layer %s: already in the store as %s", l.ID, existing.ID)
+		s.dropCreatedLayer(created.ID)
+		return existing.ID, d, nil
+	}
+	if err := s.store.AddNames(created.ID, []string{name}); err != nil {
+		return "", layerexport.Digests{}, fmt.Errorf("naming layer %s, written from layer %s, %s: %w", created.ID, l.ID, name, err)
+	}
+	logrus.Debugf("wrote layer %s into the store as %s, named %s (diffID %s)", l.ID, created.ID, name, d.DiffID)
+	return created.ID, d, nil
 }
 
 // removeCreatedLayers deletes the layers this source wrote into the store
-// that no image or container uses, newest first. It is called when the
-// commit fails.
+// that no image, container or other layer uses, newest first. It is called
+// when the commit fails, and after it succeeds, when it removes a layer only
+// if a concurrent commit of the same content took its chain ID meanwhile, so
+// that the destination used that commit's layer instead.
 func (s *imageSource) removeCreatedLayers() {
 	for i := len(s.createdLayers) - 1; i >= 0; i-- {
-		id := s.createdLayers[i]
-		if imgs, err := s.store.ImagesByTopLayer(id); err == nil && len(imgs) > 0 {
-			continue
-		}
-		if err := s.store.DeleteLayer(id); err != nil {
-			logrus.Warnf("removing layer %s after a failed commit: %v", id, err)
-		}
+		s.dropCreatedLayer(s.createdLayers[i])
 	}
-	s.createdLayers = nil
+}
+
+// dropCreatedLayer deletes layer id, which this source wrote, unless it is
+// in use, and forgets it.
+func (s *imageSource) dropCreatedLayer(id string) {
+	s.createdLayers = slices.DeleteFunc(s.createdLayers, func(c string) bool { return c == id })
+	err := s.store.DeleteLayer(id)
+	switch {
+	case err == nil:
+		logrus.Debugf("removed layer %s, which this commit wrote and nothing uses", id)
+	case errors.Is(err, storage.ErrLayerHasChildren), errors.Is(err, storage.ErrLayerUsedByImage), errors.Is(err, storage.ErrLayerUsedByContainer):
+		// In use: by this commit's image, or by another commit's.
+	default:
+		logrus.Warnf("removing layer %s, which this commit wrote: %v", id, err)
+	}
 }

@@ -1,21 +1,24 @@
 package bricklayer
 
 import (
-	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
-	is "go.podman.io/image/v5/storage"
+	digest "github.com/opencontainers/go-digest"
+	"go.podman.io/storage"
 )
 
 // TestCommitIntoOwnStoreWritesLayerOnce checks that a commit into the
-// builder's own store leaves exactly one new layer, named by its chain ID,
-// and that committing the same content again writes nothing new.
+// builder's own store leaves exactly one new layer, named by its chain ID;
+// that committing the same content again writes nothing, or, when the
+// record of the earlier commit is lost, writes the layer and removes it
+// again; and that a changed container is written anew.
 func TestCommitIntoOwnStoreWritesLayerOnce(t *testing.T) {
-	ctx := context.Background()
-	store := newTestStore(t)
-	b, err := NewBuilder(ctx, store, BuilderOptions{FromImage: Scratch, Container: "work"})
+	env := newTestEnv(t)
+	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: Scratch, Container: "work"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,62 +26,146 @@ func TestCommitIntoOwnStoreWritesLayerOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer b.Unmount()
 	if err := os.WriteFile(filepath.Join(mp, "file"), []byte("content"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before, err := store.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dest, err := is.Transport.ParseStoreReference(store, "localhost/once:latest")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := b.Commit(ctx, dest, CommitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkImage(t, dest, wantImage{Layers: 1})
-	after, err := store.Layers()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(after) != len(before)+1 {
-		t.Fatalf("commit left %d layers, want %d", len(after), len(before)+1)
-	}
-	img, err := store.Image(res.ImageID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	top, err := store.Layer(img.TopLayer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if top.ID != chainLayerID("", top.UncompressedDigest) {
-		t.Errorf("top layer %s is not named by its chain ID (diffID %s)", top.ID, top.UncompressedDigest)
+	var puts int
+	testHookPutLayer = func(string) { puts++ }
+	t.Cleanup(func() { testHookPutLayer = nil })
+
+	// commit commits the container as name and checks that it wrote wantPuts
+	// layers and left the store with wantLayers more layers than before. It
+	// returns the image's top layer.
+	commit := func(name string, wantPuts, wantLayers int) *storage.Layer {
+		t.Helper()
+		before, err := env.store.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		puts = 0
+		dest := storeRef(t, env.store, name)
+		res, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		img := checkImage(t, dest, wantImage{Layers: 1})
+		data, err := os.ReadFile(filepath.Join(mp, "file"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := img.Tree["file"].Content, digest.FromBytes(data); got != want {
+			t.Errorf("%s: file has content %s, want %s (%q)", name, got, want, data)
+		}
+		if puts != wantPuts {
+			t.Errorf("%s: %d layers written into the store, want %d", name, puts, wantPuts)
+		}
+		after, err := env.store.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(after) != len(before)+wantLayers {
+			t.Errorf("%s: the commit left %d layers, want %d", name, len(after), len(before)+wantLayers)
+		}
+		stored, err := env.store.Image(res.ImageID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		top, err := env.store.Layer(stored.TopLayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if chain := chainLayerID("", top.UncompressedDigest); !slices.Contains(top.Names, chain) {
+			t.Errorf("%s: top layer %s has names %q, not its chain ID %s (diffID %s)", name, top.ID, top.Names, chain, top.UncompressedDigest)
+		}
+		return top
 	}
 
-	dest2, err := is.Transport.ParseStoreReference(store, "localhost/again:latest")
+	first := commit("localhost/once:latest", 1, 1)
+	if again := commit("localhost/again:latest", 0, 0); again.ID != first.ID {
+		t.Errorf("second commit's top layer %s, want %s", again.ID, first.ID)
+	}
+
+	if err := os.WriteFile(filepath.Join(mp, "file"), []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changed := commit("localhost/changed:latest", 1, 1)
+	if changed.ID == first.ID {
+		t.Errorf("the changed container was committed as the old layer %s", first.ID)
+	}
+
+	// Without the record, the unchanged container is written in one pass,
+	// found in the store, and the copy removed.
+	dir, err := env.store.ContainerDirectory(b.ContainerID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	res2, err := b.Commit(ctx, dest2, CommitOptions{HistoryTimestamp: nil})
-	if err != nil {
+	if err := os.WriteFile(filepath.Join(dir, storeRecordFile), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	checkImage(t, dest2, wantImage{Layers: 1})
-	again, err := store.Layers()
-	if err != nil {
-		t.Fatal(err)
+	if lost := commit("localhost/lost:latest", 1, 0); lost.ID != changed.ID {
+		t.Errorf("commit without the record: top layer %s, want %s", lost.ID, changed.ID)
 	}
-	if len(again) != len(after) {
-		t.Errorf("second commit of the same content left %d layers, want %d", len(again), len(after))
+	// That commit wrote the record again.
+	if again := commit("localhost/again:latest", 0, 0); again.ID != changed.ID {
+		t.Errorf("commit with the record rewritten: top layer %s, want %s", again.ID, changed.ID)
 	}
-	img2, err := store.Image(res2.ImageID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if img2.TopLayer != img.TopLayer {
-		t.Errorf("second commit's top layer %s, want %s", img2.TopLayer, img.TopLayer)
+}
+
+// TestCommitIntoOwnStoreOnItsOwnBase commits three images into the store,
+// each built on the one before, and checks that each commit adds exactly
+// one layer on the base's stored layers, found by the chain ID the
+// destination computes, rather than copying the base anew.
+func TestCommitIntoOwnStoreOnItsOwnBase(t *testing.T) {
+	env := newTestEnv(t)
+	from, parent := Scratch, ""
+	for i := range 3 {
+		b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: from, Container: fmt.Sprintf("step%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mp, err := b.Mount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(mp, fmt.Sprintf("file%d", i)), []byte(fmt.Sprintf("step %d\n", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before, err := env.store.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("localhost/step:%d", i)
+		dest := storeRef(t, env.store, name)
+		res, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		checkImage(t, dest, wantImage{Layers: i + 1})
+		after, err := env.store.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(after) != len(before)+1 {
+			t.Errorf("commit %d left %d layers, want %d", i, len(after), len(before)+1)
+		}
+		img, err := env.store.Image(res.ImageID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		top, err := env.store.Layer(img.TopLayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if top.Parent != parent {
+			t.Errorf("commit %d: top layer %s is on %q, want the base's top layer %q", i, top.ID, top.Parent, parent)
+		}
+		if chain := chainLayerID(parent, top.UncompressedDigest); !slices.Contains(top.Names, chain) {
+			t.Errorf("commit %d: top layer %s has names %q, not its chain ID %s", i, top.ID, top.Names, chain)
+		}
+		from, parent = name, top.ID
 	}
 }
