@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/idtools"
 )
 
 // This file writes a commit's new layers straight into the builder's own
@@ -169,12 +170,6 @@ func (r *storeRecord) write(ctrDir string) {
 // store.Diff holds that lock until its stream is closed, and PutLayer needs
 // it, so a store.Diff stream cannot feed a PutLayer of the same store.
 func (s *imageSource) unlockedDiff(l *storage.Layer) (_ io.ReadCloser, err error) {
-	var changes []archive.Change
-	if l.Parent != "" {
-		if changes, err = s.store.Changes(l.Parent, l.ID); err != nil {
-			return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, err)
-		}
-	}
 	mp, err := s.store.Mount(l.ID, l.MountLabel)
 	if err != nil {
 		return nil, fmt.Errorf("mounting layer %s: %w", l.ID, err)
@@ -188,13 +183,48 @@ func (s *imageSource) unlockedDiff(l *storage.Layer) (_ io.ReadCloser, err error
 	if l.Parent == "" {
 		rc, err = archive.TarWithOptions(mp, &archive.TarOptions{Compression: archive.Uncompressed, UIDMaps: l.UIDMap, GIDMaps: l.GIDMap})
 	} else {
-		rc, err = archive.ExportChanges(mp, changes, l.UIDMap, l.GIDMap)
+		var changes []archive.Change
+		if changes, err = s.layerChanges(l, mp); err == nil {
+			rc, err = archive.ExportChanges(mp, changes, l.UIDMap, l.GIDMap)
+		}
 	}
 	if err != nil {
 		unmount()
 		return nil, fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}
 	return &closeFunc{ReadCloser: rc, after: unmount}, nil
+}
+
+// layerChanges lists what layer l, mounted at mp, changes in its parent.
+// The driver's own list is taken when it can make one. The overlay driver's
+// fails where a directory replaces a file of a layer below (the version of
+// containers/storage we build with takes the ENOTDIR of looking under that
+// file for an error); then the parent is mounted too and the two trees
+// compared, as drivers without a list of their own do.
+func (s *imageSource) layerChanges(l *storage.Layer, mp string) (_ []archive.Change, err error) {
+	changes, err := s.store.Changes(l.Parent, l.ID)
+	if err == nil {
+		return changes, nil
+	}
+	logrus.Debugf("listing the changes of layer %s: %v; comparing its tree with its parent's instead", l.ID, err)
+	parent, perr := s.store.Layer(l.Parent)
+	if perr != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, errors.Join(err, perr))
+	}
+	pmp, perr := s.store.Mount(parent.ID, parent.MountLabel)
+	if perr != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, errors.Join(err, perr))
+	}
+	defer func() {
+		if _, uerr := s.store.Unmount(parent.ID, false); uerr != nil {
+			logrus.Warnf("unmounting layer %s: %v", parent.ID, uerr)
+		}
+	}()
+	changes, perr = archive.ChangesDirs(mp, idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap), pmp, idtools.NewIDMappingsFromMaps(parent.UIDMap, parent.GIDMap))
+	if perr != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, errors.Join(err, perr))
+	}
+	return changes, nil
 }
 
 // closeFunc runs after once its ReadCloser is closed.
@@ -290,7 +320,7 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent str
 		return existing.ID, d, nil
 	}
 	if err := s.store.AddNames(created.ID, []string{name}); err != nil {
-		return "", layerexport.Digests{}, fmt.Errorf("naming layer %s, written from layer %s, %s: %w", created.ID, l.ID, name, err)
+		return "", layerexport.Digests{}, fmt.Errorf("naming layer %s (written from layer %s) %s: %w", created.ID, l.ID, name, err)
 	}
 	logrus.Debugf("wrote layer %s into the store as %s, named %s (diffID %s)", l.ID, created.ID, name, d.DiffID)
 	return created.ID, d, nil

@@ -1,11 +1,13 @@
 package bricklayer
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 
 	"github.com/bricklayer/bricklayer/internal/testutil"
 	"go.podman.io/storage"
+	graphdriver "go.podman.io/storage/drivers"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -14,12 +16,23 @@ func TestMain(m *testing.M) { testutil.Main(m) }
 // when the test ends.
 func newTestStore(t testing.TB) storage.Store {
 	t.Helper()
+	return newTestStoreWith(t, "vfs")
+}
+
+// newTestStoreWith returns a store with the named graph driver under a
+// temporary directory, shut down when the test ends. The test is skipped if
+// the machine cannot run that driver there (overlay on an overlay /tmp).
+func newTestStoreWith(t testing.TB, driver string) storage.Store {
+	t.Helper()
 	dir := t.TempDir()
 	store, err := storage.GetStore(storage.StoreOptions{
 		RunRoot:         filepath.Join(dir, "run"),
 		GraphRoot:       filepath.Join(dir, "root"),
-		GraphDriverName: "vfs",
+		GraphDriverName: driver,
 	})
+	if errors.Is(err, graphdriver.ErrNotSupported) || errors.Is(err, graphdriver.ErrPrerequisites) || errors.Is(err, graphdriver.ErrIncompatibleFS) {
+		t.Skipf("the %s driver cannot run under %s here: %v", driver, dir, err)
+	}
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}

@@ -19,17 +19,32 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/oci/layout"
+	"go.podman.io/image/v5/signature"
 	is "go.podman.io/image/v5/storage"
 )
 
 // TestWhiteoutsAfterDeletion builds a base image, removes and replaces
-// files in a builder made from it, commits that to an OCI layout and checks
-// that the top layer marks each deletion, and that base + top layer unpacked
-// by an independent applier give exactly the container's tree.
+// files in a builder made from it, commits that to an OCI layout, or into
+// the store and from there by copy.Image to a layout, and checks that the
+// top layer marks each deletion, and that base + top layer unpacked by an
+// independent applier give exactly the container's tree. It does so with
+// the vfs driver, which diffs a layer by comparing trees, and with overlay,
+// whose layers hold only their changes and mark deletions with devices.
 func TestWhiteoutsAfterDeletion(t *testing.T) {
+	for _, driver := range []string{"vfs", "overlay"} {
+		for _, intoStore := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/store=%v", driver, intoStore), func(t *testing.T) {
+				testWhiteoutsAfterDeletion(t, driver, intoStore)
+			})
+		}
+	}
+}
+
+func testWhiteoutsAfterDeletion(t *testing.T, driver string, intoStore bool) {
 	ctx := context.Background()
-	store := newTestStore(t)
+	store := newTestStoreWith(t, driver)
 	base, err := NewBuilder(ctx, store, BuilderOptions{FromImage: Scratch, Container: "base"})
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +99,21 @@ func TestWhiteoutsAfterDeletion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Commit(ctx, dest, CommitOptions{}); err != nil {
+	if intoStore {
+		stored := storeRef(t, store, "localhost/derived:latest")
+		if _, err := b.Commit(ctx, stored, CommitOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		checkImage(t, stored, wantImage{Layers: 2})
+		pc, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Destroy()
+		if _, err := copy.Image(ctx, pc, dest, stored, &copy.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	} else if _, err := b.Commit(ctx, dest, CommitOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	checkImage(t, dest, wantImage{Layers: 2})
@@ -234,8 +263,10 @@ func applyTestLayer(root string, layer []byte) error {
 		dir, base := path.Split(path.Clean("/" + e.hdr.Name))
 		switch {
 		case base == ".wh..wh..opq":
+			// Nothing is hidden below an opaque directory that was
+			// something else there (or nothing).
 			ents, err := os.ReadDir(at(dir))
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 				return err
 			}
 			for _, de := range ents {
