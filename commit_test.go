@@ -36,7 +36,13 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
-	env := &testEnv{ctx: context.Background(), store: newTestStore(t), tmp: t.TempDir(), out: t.TempDir()}
+	return newTestEnvWith(t, "vfs")
+}
+
+// newTestEnvWith is newTestEnv with a store of the named graph driver.
+func newTestEnvWith(t *testing.T, driver string) *testEnv {
+	t.Helper()
+	env := &testEnv{ctx: context.Background(), store: newTestStoreWith(t, driver), tmp: t.TempDir(), out: t.TempDir()}
 	// The blob info cache is the test's own, not the host's.
 	env.sys = &types.SystemContext{BigFilesTemporaryDir: env.tmp, BlobInfoCacheDir: t.TempDir()}
 	t.Setenv("TMPDIR", env.tmp)
@@ -208,8 +214,17 @@ func TestCommitManifestTypesAndCompressions(t *testing.T) {
 	}
 }
 
+// TestCommitChain commits an image A into the store and an image B built on
+// it, with files added, changed and removed, to a layout with each
+// compression and into the store, with the vfs and the overlay drivers.
 func TestCommitChain(t *testing.T) {
-	env := newTestEnv(t)
+	for _, driver := range []string{"vfs", "overlay"} {
+		t.Run(driver, func(t *testing.T) { testCommitChain(t, driver) })
+	}
+}
+
+func testCommitChain(t *testing.T, driver string) {
+	env := newTestEnvWith(t, driver)
 	a, wantA := env.newFilledBuilder(t, "a", 2)
 	refA := storeRef(t, env.store, "localhost/a:latest")
 	// Uncompressed, A's blob digest is its diffID, which B can reproduce
@@ -252,14 +267,19 @@ func TestCommitChain(t *testing.T) {
 	// The symlink into the removed directory dangles but stays.
 
 	for _, tc := range []struct {
+		name        string
 		compression Compression
 		layerType   string
 	}{
-		{CompressionNone, v1.MediaTypeImageLayer},
-		{CompressionGzip, v1.MediaTypeImageLayerGzip},
+		{"none", CompressionNone, v1.MediaTypeImageLayer},
+		{"gzip", CompressionGzip, v1.MediaTypeImageLayerGzip},
+		{"store", CompressionNone, v1.MediaTypeImageLayer},
 	} {
-		t.Run(tc.compression.String(), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			refB := ociRef(t, env.dir(t, "oci"), "b")
+			if tc.name == "store" {
+				refB = storeRef(t, env.store, "localhost/b:latest")
+			}
 			resB, err := b.Commit(env.ctx, refB, CommitOptions{Compression: tc.compression, SystemContext: env.sys})
 			if err != nil {
 				t.Fatal(err)
