@@ -92,9 +92,10 @@ var (
 	// (the containers_image_openpgp tag), whose containers/image can verify
 	// OpenPGP signatures but not make them; SignByOpenPGPKeyFile can.
 	ErrSigningUnsupported = errors.New("signing with a GnuPG keyring needs gpgme, which this build leaves out (sign with an OpenPGP key file instead)")
-	// ErrUnreadableName: a directory in a container made from scratch has a
-	// name that is not valid UTF-8, whose contents containers/storage would
-	// leave out of the layer.
+	// ErrUnreadableName: a directory in a new layer has a name that is not
+	// valid UTF-8, and containers/storage reads that layer by a walk that
+	// would leave the directory's contents out: a container made from
+	// scratch, any container with the overlay driver, a squashed image.
 	ErrUnreadableName = errors.New("directory name is not valid UTF-8: containers/storage cannot read its contents into a layer")
 )
 

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
+	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
@@ -78,7 +79,7 @@ func (s *imageSource) exportComposed(ctx context.Context, dir string, ctr *stora
 	}
 	if len(extra) > 0 {
 		stream := extraTarStream(ctx, extra)
-		el, err := s.exportStream(ctx, dir, extraContentLayerID, stream)
+		el, err := s.exportStream(ctx, dir, extraContentLayerID, stream, s.ref.opts.tarNormalization())
 		if cerr := stream.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
@@ -122,21 +123,21 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 		defer src.Close()
 	}
 	logrus.Debugf("exporting layer %s squashed (from %v)", top.ID, from != nil)
-	el, err := s.exportStream(ctx, dir, top.ID, src)
+	el, err := s.exportStream(ctx, dir, top.ID, src, s.normalization(from == nil || walkedDiff(s.store, top)))
 	if err != nil {
 		return exportedLayer{}, fmt.Errorf("exporting layer %s squashed: %w", top.ID, err)
 	}
 	return el, nil
 }
 
-// exportStream exports one tar stream into a blob file in dir, reporting
-// progress under id.
-func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.Reader) (exportedLayer, error) {
+// exportStream exports one tar stream into a blob file in dir, normalised
+// as norm says, reporting progress under id.
+func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.Reader, norm *tarnorm.Options) (exportedLayer, error) {
 	opts := s.ref.opts
 	eopts := layerexport.Options{
 		Algorithm: exportAlgorithm(opts.Compression),
 		Level:     opts.CompressionLevel,
-		Normalize: opts.tarNormalization(),
+		Normalize: norm,
 	}
 	var progress *progressReader
 	if opts.ExportProgress != nil {

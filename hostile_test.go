@@ -35,8 +35,9 @@ import (
 // What does not go through as it is:
 //   - a socket is left out of the layer (containers/storage's tar writer
 //     skips it and logs so at info level), as docker and buildah do;
-//   - a directory whose name is not UTF-8 in a container made from scratch
-//     fails the commit with ErrUnreadableName (see checkDirNames);
+//   - a directory whose name is not UTF-8 fails the commit with
+//     ErrUnreadableName in a container made from scratch, or with the
+//     overlay driver (see walkedDiff);
 //   - a path longer than PATH_MAX is written to layouts and archives, but a
 //     commit into containers-storage fails ("file name too long"): the store
 //     cannot apply it;
@@ -140,25 +141,22 @@ func hostileTree(t *testing.T, root string) map[string]hostileEntry {
 		t.Fatal(err)
 	}
 	want["dev/fifo"] = hostileEntry{Type: tar.TypeFifo, Mode: 0o640}
-	// A socket: bound in a short directory (socket paths are limited to
-	// 108 bytes) and moved in. Tar cannot hold sockets: the layer leaves
-	// it out.
-	sockDir, err := os.MkdirTemp("", "sock-")
+	// A socket: bound through /proc/self/fd (socket paths are limited to
+	// 108 bytes, and a socket bound elsewhere cannot be moved onto an
+	// overlay mount). Tar cannot hold sockets: the layer leaves it out.
+	dev, err := os.Open(filepath.Join(root, "dev"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(sockDir)
+	defer dev.Close()
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: filepath.Join(sockDir, "s")}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: fmt.Sprintf("/proc/self/fd/%d/socket", dev.Fd())}); err != nil {
 		t.Fatal(err)
 	}
 	unix.Close(fd)
-	if err := os.Rename(filepath.Join(sockDir, "s"), filepath.Join(root, "dev/socket")); err != nil {
-		t.Fatal(err)
-	}
 
 	// Special mode bits.
 	file("suid-file", []byte("#!/bin/sh\n"), 0o4755)
@@ -225,8 +223,9 @@ func deepPath(t *testing.T, root string) map[string]hostileEntry {
 }
 
 // nonUTF8Dir makes a directory whose name is not valid UTF-8, holding a
-// file, and returns their entries. A container made from scratch cannot be
-// committed with it (ErrUnreadableName); one made from an image can.
+// file, and returns their entries. A container made from scratch, or any
+// container with the overlay driver, cannot be committed with it
+// (ErrUnreadableName); one made from an image with the vfs driver can.
 func nonUTF8Dir(t *testing.T, root string) map[string]hostileEntry {
 	t.Helper()
 	if err := os.Mkdir(filepath.Join(root, "dir-\xc3\x28"), 0o755); err != nil {
@@ -305,13 +304,19 @@ func ociLayerReader(t *testing.T, dir string) io.Reader {
 }
 
 func TestCommitHostileContent(t *testing.T) {
+	for _, driver := range []string{"vfs", "overlay"} {
+		t.Run(driver, func(t *testing.T) { testCommitHostileContent(t, driver) })
+	}
+}
+
+func testCommitHostileContent(t *testing.T, driver string) {
 	for _, onBase := range []bool{false, true} {
 		name := "scratch"
 		if onBase {
 			name = "on-base"
 		}
 		t.Run(name, func(t *testing.T) {
-			env := newTestEnv(t)
+			env := newTestEnvWith(t, driver)
 			from := Scratch
 			if onBase {
 				env.commitBase(t, "base", "localhost/base:latest", 50)
@@ -319,17 +324,16 @@ func TestCommitHostileContent(t *testing.T) {
 			}
 			b, mp := env.newMountedBuilder(t, from, "hostile")
 			want := hostileTree(t, mp)
-			deep := deepPath(t, mp)
-			maps.Copy(want, deep)
 			badDir := nonUTF8Dir(t, mp)
 			ctr, err := env.store.Container(b.ContainerID())
 			if err != nil {
 				t.Fatal(err)
 			}
 
-			// Made from scratch, the layer is read by a walk that cannot
-			// enter the directory: the commit says so and writes nothing.
-			if !onBase {
+			// Made from scratch, or with the overlay driver, the layer is
+			// read by a walk that cannot enter the directory: the commit
+			// says so and writes nothing.
+			if !onBase || driver == "overlay" {
 				images, layers := snapshotStore(t, env.store)
 				for _, dest := range []types.ImageReference{ociRef(t, env.dir(t, "oci"), "latest"), storeRef(t, env.store, "localhost/hostile:latest")} {
 					_, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys})
@@ -349,8 +353,19 @@ func TestCommitHostileContent(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
+				// Its own layer is read from its list of changes, which
+				// has the directory whole; squashed, the image's tree is
+				// read by a walk again.
+				dest := ociRef(t, env.dir(t, "oci"), "latest")
+				_, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys, Squash: true})
+				if !errors.Is(err, ErrUnreadableName) || !strings.Contains(err.Error(), strconv.Quote("/dir-\xc3\x28")) {
+					t.Errorf("squashed commit with a directory named in Latin-1: %v, want ErrUnreadableName naming it", err)
+				}
+				assertAbsent(t, localPath(dest))
 				maps.Copy(want, badDir)
 			}
+			deep := deepPath(t, mp)
+			maps.Copy(want, deep)
 
 			for _, tc := range []struct {
 				name        string

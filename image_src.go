@@ -138,12 +138,6 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 	}
 
-	if len(base) == 0 && len(chain) > 0 {
-		if err := checkDirNames(b.store, chain[0]); err != nil {
-			return nil, fmt.Errorf("exporting container %s: %w", state.ContainerName, err)
-		}
-	}
-
 	serveOrigin := s.originAvailable(ctx, state.FromImageOrigin)
 	var exported []exportedLayer
 	baseExported := map[int]exportedLayer{}
@@ -350,7 +344,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		Level:     opts.CompressionLevel,
 	}
 	if !base {
-		eopts.Normalize = opts.tarNormalization()
+		eopts.Normalize = s.normalization(walkedDiff(s.store, l))
 	}
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
 	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})

@@ -73,7 +73,7 @@ func (s *imageSource) exportIntoStore(ctx context.Context, ctrDir, parent string
 	rec := readStoreRecord(ctrDir)
 	var out []exportedLayer
 	for _, l := range layers {
-		norm := s.ref.opts.tarNormalization()
+		norm := s.normalization(walkedDiff(s.store, l))
 		var id string
 		var d layerexport.Digests
 		var err error
@@ -281,10 +281,14 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent str
 		testHookPutLayer(l.ID)
 	}
 	created, _, err := s.store.PutLayer("", parent, nil, "", false, nil, stream)
-	if err != nil && ctx.Err() != nil {
-		// The stream was cut because ctx ended: storage reports only the
-		// short read that followed.
-		err = errors.Join(ctx.Err(), err)
+	if err != nil {
+		// The stream may have been cut by its own error (an unreadable
+		// name) or by ctx ending: storage reports only the short read that
+		// followed.
+		stream.Close()
+		if serr := stream.Err(); serr != nil {
+			err = errors.Join(serr, err)
+		}
 	}
 	if err != nil {
 		return "", layerexport.Digests{}, fmt.Errorf("writing layer %s into the store: %w", l.ID, err)

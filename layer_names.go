@@ -1,52 +1,44 @@
 package bricklayer
 
 import (
+	"archive/tar"
 	"fmt"
-	"io/fs"
-	"path/filepath"
+	"path"
 	"unicode/utf8"
 
-	"github.com/sirupsen/logrus"
+	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	"go.podman.io/storage"
 )
 
-// checkDirNames fails with [ErrUnreadableName] when layer l, a layer
-// without a parent, holds a directory whose name is not valid UTF-8.
-// containers/storage makes the diff of such a layer by walking it through
-// io/fs, which refuses those names: the directory would be in the layer,
-// its contents left out, and nothing but a log line would say so. (Layers
-// with a parent are read from their list of changes, which has no such
-// limit; files with such names are read.) Directories below a path longer
-// than PATH_MAX are not looked into.
-func checkDirNames(store storage.Store, l *storage.Layer) error {
-	if l.Parent != "" {
-		return nil
-	}
-	mp, err := store.Mount(l.ID, l.MountLabel)
-	if err != nil {
-		return fmt.Errorf("mounting layer %s: %w", l.ID, err)
-	}
-	defer func() {
-		if _, err := store.Unmount(l.ID, false); err != nil {
-			logrus.Warnf("unmounting layer %s: %v", l.ID, err)
+// containers/storage makes some diffs by walking the layer's tree through
+// io/fs (archive.TarWithOptions), which refuses names that are not valid
+// UTF-8: such a directory is written into the diff, but its contents are
+// left out, and nothing but a log line says so. The diffs made that way are
+// those of a layer without a parent, those of every layer with the overlay
+// driver (which tars the layer's own directory, and cannot store such a
+// directory either), and the squashed tree of a whole image. A diff made
+// from a list of changes (the vfs driver's, for a layer with a parent) has
+// no such limit, and neither do files with such names.
+
+// walkedDiff is true when layer l's diff is made by walking a tree through
+// io/fs.
+func walkedDiff(store storage.Store, l *storage.Layer) bool {
+	return l.Parent == "" || store.GraphDriverName() == "overlay"
+}
+
+// normalization returns the commit's normalisation of a new layer; when its
+// diff was walked, it also fails the export with [ErrUnreadableName] at the
+// first directory whose name is not valid UTF-8, as the walk left that
+// directory's contents out.
+func (s *imageSource) normalization(walked bool) *tarnorm.Options {
+	n := s.ref.opts.tarNormalization()
+	if walked {
+		n.Check = func(hdr *tar.Header) error {
+			if hdr.Typeflag == tar.TypeDir && !utf8.ValidString(hdr.Name) {
+				return fmt.Errorf("directory %q: %w", path.Clean("/"+hdr.Name), ErrUnreadableName)
+			}
+			return nil
 		}
-	}()
-	var bad string
-	err = filepath.WalkDir(mp, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil // unreadable here (too deep, removed meanwhile): the export will say
-		}
-		if d.IsDir() && !utf8.ValidString(d.Name()) {
-			bad, _ = filepath.Rel(mp, p)
-			return fs.SkipAll
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}
-	if bad != "" {
-		return fmt.Errorf("layer %s: directory %q: %w", l.ID, "/"+bad, ErrUnreadableName)
-	}
-	return nil
+	return n
 }

@@ -170,25 +170,40 @@ func copyTar(ctx context.Context, dst io.Writer, src io.Reader, norm *tarnorm.Op
 // Reader returns the tar stream src, normalised when norm is set, as a
 // reader for a consumer that pulls (such as storage's PutLayer). The caller
 // must Close it; Close stops the copy and waits for it to end.
-func Reader(ctx context.Context, src io.Reader, norm *tarnorm.Options) io.ReadCloser {
+func Reader(ctx context.Context, src io.Reader, norm *tarnorm.Options) *StreamReader {
 	pr, pw := io.Pipe()
-	done := make(chan struct{})
+	r := &StreamReader{PipeReader: pr, done: make(chan struct{})}
 	go func() {
-		defer close(done)
-		pw.CloseWithError(copyTar(ctx, pw, src, norm))
+		defer close(r.done)
+		r.err = copyTar(ctx, pw, src, norm)
+		pw.CloseWithError(r.err)
 	}()
-	return &pipeReader{PipeReader: pr, done: done}
+	return r
 }
 
-type pipeReader struct {
+// StreamReader is the stream Reader returns.
+type StreamReader struct {
 	*io.PipeReader
 	done chan struct{}
+	err  error // the copy's, set before done is closed
 }
 
-func (p *pipeReader) Close() error {
-	err := p.PipeReader.Close()
-	<-p.done
+func (r *StreamReader) Close() error {
+	err := r.PipeReader.Close()
+	<-r.done
 	return err
+}
+
+// Err returns, once Close has returned, the error that ended the copy: the
+// cause of a consumer's failed read, which the consumer may report only as
+// a short read. It is nil when the copy ended because the consumer closed
+// the stream first.
+func (r *StreamReader) Err() error {
+	<-r.done
+	if errors.Is(r.err, io.ErrClosedPipe) {
+		return nil
+	}
+	return r.err
 }
 
 // ToFile exports src into a new file in dir, named by the blob digest's hex

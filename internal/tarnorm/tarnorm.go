@@ -21,6 +21,9 @@ type Options struct {
 	// ClampMtime, when non-zero, is the latest modification time an entry may
 	// carry: later times are set to it (SOURCE_DATE_EPOCH semantics).
 	ClampMtime time.Time
+	// Check, when set, is given each entry's header as it is read, before
+	// it is normalised; an error it returns ends the copy.
+	Check func(*tar.Header) error
 }
 
 // xattrPrefix is the PAX record prefix that carries extended attributes.
@@ -53,6 +56,11 @@ func Copy(dst io.Writer, src io.Reader, opts Options, bufSize int) error {
 		}
 		if err != nil {
 			return fmt.Errorf("reading tar stream: %w", err)
+		}
+		if opts.Check != nil {
+			if err := opts.Check(hdr); err != nil {
+				return err
+			}
 		}
 		Header(hdr, opts)
 		if err := tw.WriteHeader(hdr); err != nil {

@@ -3,6 +3,8 @@ package tarnorm
 import (
 	"archive/tar"
 	"bytes"
+	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -68,5 +70,42 @@ func TestCopySameBytes(t *testing.T) {
 	b := stream(time.Date(2025, 6, 7, 8, 9, 10, 11, time.UTC), "bob")
 	if !bytes.Equal(a, b) {
 		t.Error("the same tree written at two times normalised to different bytes")
+	}
+}
+
+func TestCopyCheck(t *testing.T) {
+	// Check sees every header as read, and its error ends the copy there.
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range []string{"a", "b", "c"} {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	stop := errors.New("stop at b")
+	var seen []string
+	check := func(h *tar.Header) error {
+		seen = append(seen, h.Name)
+		if h.Name == "b" {
+			return stop
+		}
+		return nil
+	}
+	var out bytes.Buffer
+	if err := Copy(&out, bytes.NewReader(buf.Bytes()), Options{Check: check}, 0); !errors.Is(err, stop) {
+		t.Fatalf("Copy: %v, want the check's error", err)
+	}
+	if want := []string{"a", "b"}; !slices.Equal(seen, want) {
+		t.Errorf("check saw %q, want %q", seen, want)
+	}
+	tr := tar.NewReader(&out)
+	if h, err := tr.Next(); err != nil || h.Name != "a" {
+		t.Errorf("first entry written: %v, %v; want a", h, err)
+	}
+	if h, err := tr.Next(); err == nil {
+		t.Errorf("entry %s written after the check failed", h.Name)
 	}
 }
