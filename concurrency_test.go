@@ -112,11 +112,20 @@ func TestConcurrentCommitsOfOneBuilder(t *testing.T) {
 	}
 }
 
+// TestConcurrentCommitAndDelete deletes the container, as another process
+// would, at some point of its commit, with the vfs and the overlay drivers:
+// the commit either holds the whole tree or fails cleanly.
 func TestConcurrentCommitAndDelete(t *testing.T) {
+	for _, driver := range []string{"vfs", "overlay"} {
+		t.Run(driver, func(t *testing.T) { testConcurrentCommitAndDelete(t, driver) })
+	}
+}
+
+func testConcurrentCommitAndDelete(t *testing.T, driver string) {
 	for i, delay := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond, 60 * time.Millisecond} {
 		for _, toStore := range []bool{false, true} {
 			t.Run(fmt.Sprintf("store=%v/delay=%s", toStore, delay), func(t *testing.T) {
-				env := newTestEnv(t)
+				env := newTestEnvWith(t, driver)
 				b, want := env.newFilledBuilder(t, "work", uint64(20+i))
 				writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 8<<20)
 				var dest types.ImageReference
