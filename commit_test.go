@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -137,6 +138,29 @@ func checkResult(t *testing.T, res CommitResult, img readImage) {
 	}
 }
 
+// assertReadableByAll checks that every file under dir can be read by
+// anyone, as containers/image makes the files it writes (0644): a layout
+// may be served or read by other users.
+func assertReadableByAll(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o004 == 0 {
+			t.Errorf("%s has mode %v: not readable by all", p, info.Mode())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCommitManifestTypesAndCompressions(t *testing.T) {
 	env := newTestEnv(t)
 	b, want := env.newFilledBuilder(t, "work", 1)
@@ -198,6 +222,7 @@ func TestCommitManifestTypesAndCompressions(t *testing.T) {
 				t.Fatal(err)
 			}
 			assertEmptyDir(t, env.tmp)
+			assertReadableByAll(t, dir)
 			img := checkImage(t, dest, wantImage{ManifestType: tc.wantType, LayerMediaType: tc.wantLayer, Layers: 1})
 			checkResult(t, res, img)
 			compareTrees(t, want, img.Tree)

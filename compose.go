@@ -138,6 +138,7 @@ func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.R
 		Algorithm: exportAlgorithm(opts.Compression),
 		Level:     opts.CompressionLevel,
 		Normalize: norm,
+		Publish:   dir != s.tmpDir,
 	}
 	var progress *progressReader
 	if opts.ExportProgress != nil {

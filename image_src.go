@@ -342,6 +342,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	eopts := layerexport.Options{
 		Algorithm: exportAlgorithm(opts.Compression),
 		Level:     opts.CompressionLevel,
+		Publish:   dir != s.tmpDir, // the destination's own blob directory
 	}
 	if !base {
 		eopts.Normalize = s.normalization(walkedDiff(s.store, l))

@@ -75,6 +75,12 @@ type Options struct {
 	// without them if the export fails. ToFile returns only once Follow
 	// has returned.
 	Follow func(blob io.Reader, done <-chan Digests)
+	// Publish makes the file [ToFile] writes a destination's blob, as
+	// containers/image writes one: readable by all (0644, not the
+	// temporary file's 0600) and synced to disk before it is named, so
+	// that a manifest written after it never names a blob that a crash
+	// could leave short.
+	Publish bool
 }
 
 // DefaultGzipLevel is the gzip level used when Options.Level is 0.
@@ -222,6 +228,12 @@ func ToFile(ctx context.Context, dir string, src io.Reader, opts Options) (d Dig
 		}
 	}()
 	var fw io.Writer = f
+	var published *syncingFile
+	if opts.Publish {
+		published = newSyncingFile(f)
+		defer published.stop() // before the file is closed
+		fw = published
+	}
 	endFollow := func(error) {}
 	if opts.Follow != nil {
 		g := newGrowingFile(f)
@@ -252,6 +264,14 @@ func ToFile(ctx context.Context, dir string, src io.Reader, opts Options) (d Dig
 		return Digests{}, "", fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
 	endFollow(nil)
+	if opts.Publish {
+		if err = f.Chmod(0o644); err != nil {
+			return Digests{}, "", fmt.Errorf("making %s readable: %w", f.Name(), err)
+		}
+		if err = published.Sync(); err != nil {
+			return Digests{}, "", fmt.Errorf("syncing %s: %w", f.Name(), err)
+		}
+	}
 	if err = f.Close(); err != nil {
 		return Digests{}, "", fmt.Errorf("closing %s: %w", f.Name(), err)
 	}

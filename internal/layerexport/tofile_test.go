@@ -107,3 +107,38 @@ func TestToFileFollowerSeesFailure(t *testing.T) {
 		}
 	}
 }
+
+// A published blob is readable by all, holds the export whole, and is
+// synced in the background as it grows (the source is longer than one
+// sync chunk); a failed one leaves nothing, and no goroutine.
+func TestToFilePublishes(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	src := testTar(t, syncChunk+(5<<20))
+	dir := t.TempDir()
+	d, path, err := ToFile(context.Background(), dir, bytes.NewReader(src), Options{Algorithm: None, Publish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o644 {
+		t.Errorf("published blob has mode %v, want 0644", info.Mode().Perm())
+	}
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := digest.FromBytes(file); got != d.Digest || !bytes.Equal(file, src) {
+		t.Errorf("published blob has digest %s (%d bytes), want %s (%d bytes)", got, len(file), d.Digest, len(src))
+	}
+
+	failed := t.TempDir()
+	if _, _, err := ToFile(context.Background(), failed, &errSource{n: syncChunk + (1 << 20)}, Options{Algorithm: None, Publish: true}); !errors.Is(err, errSourceBroken) {
+		t.Errorf("export error %v, want %v", err, errSourceBroken)
+	}
+	if entries, _ := os.ReadDir(failed); len(entries) != 0 {
+		t.Errorf("a failed published export left %d files", len(entries))
+	}
+}
