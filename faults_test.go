@@ -150,6 +150,49 @@ func TestCommitFullDisk(t *testing.T) {
 		before.assertSame(t, b)
 	})
 
+	t.Run("store", func(t *testing.T) {
+		// The store is on a file system with room for the container, but
+		// not for the copy of its layer that a commit into the store
+		// writes in one pass.
+		env := newTestEnv(t)
+		small := mountTmpfs(t, env.out, "28m")
+		env.store = newTestStoreAt(t, small, "vfs")
+		b, want := env.newFilledBuilder(t, "work", 8)
+		writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 16<<20)
+		before := readContainerState(t, b)
+		images, layers := snapshotStore(t, env.store)
+		dest := storeRef(t, env.store, "localhost/full:latest")
+
+		done := checkGoroutines(t)
+		_, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys})
+		done()
+		t.Logf("commit into a full store: %v", err)
+		if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+			t.Errorf("commit into a full store: %v, want no space left on device", err)
+		}
+		if err != nil && !strings.Contains(err.Error(), before.layerID) {
+			t.Errorf("commit into a full store: %q does not name layer %s", err, before.layerID)
+		}
+		if i, l := snapshotStore(t, env.store); i != images || l != layers {
+			t.Errorf("store has %d images and %d layers after a failed commit, %d and %d before", i, l, images, layers)
+		}
+		assertEmptyDir(t, env.tmp)
+		before.assertSame(t, b)
+
+		// Room enough: the same commit succeeds.
+		resizeTmpfs(t, small, "96m")
+		if _, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys}); err != nil {
+			t.Fatalf("commit once there is room: %v", err)
+		}
+		img := checkImage(t, dest, wantImage{Layers: 1})
+		if e := img.Tree["big"]; e.Size != 16<<20 {
+			t.Errorf("big is %d bytes in the image, want %d", e.Size, 16<<20)
+		}
+		delete(img.Tree, "big")
+		compareTrees(t, want, img.Tree)
+		before.assertSame(t, b)
+	})
+
 	t.Run("destination", func(t *testing.T) {
 		// The destination is an OCI layout on a full file system: the layer
 		// is exported straight into it.

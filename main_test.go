@@ -24,7 +24,12 @@ func newTestStore(t testing.TB) storage.Store {
 // the machine cannot run that driver there (overlay on an overlay /tmp).
 func newTestStoreWith(t testing.TB, driver string) storage.Store {
 	t.Helper()
-	dir := t.TempDir()
+	return newTestStoreAt(t, t.TempDir(), driver)
+}
+
+// newTestStoreAt is newTestStoreWith with the store under dir.
+func newTestStoreAt(t testing.TB, dir, driver string) storage.Store {
+	t.Helper()
 	store, err := storage.GetStore(storage.StoreOptions{
 		RunRoot:         filepath.Join(dir, "run"),
 		GraphRoot:       filepath.Join(dir, "root"),
