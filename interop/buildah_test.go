@@ -13,6 +13,7 @@ import (
 	"github.com/bricklayer/bricklayer/internal/testutil"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	is "go.podman.io/image/v5/storage"
 )
 
 // TestBuildahBase builds FROM an image another tool made: Debian's buildah
@@ -89,5 +90,71 @@ func checkInheritedConfig(t *testing.T, tg target, raw []byte) {
 	}
 	if !slices.Contains(cfg.Config.Env, "FROM_BUILDAH=1") || cfg.Config.Labels["made-by"] != "buildah" {
 		t.Errorf("%s: config has Env %v and labels %v, want FROM_BUILDAH=1 and made-by=buildah from the base image", tg.name, cfg.Config.Env, cfg.Config.Labels)
+	}
+}
+
+// TestBuildahOnOurStoreImage builds with buildah FROM an image we committed
+// into the store. Our commit writes the new layer under an ID the store
+// picks and names it by its chain ID; buildah (through containers/image)
+// must find that layer as its new image's parent, not write a copy, and
+// the image it makes must unpack (skopeo, umoci) to our tree plus its file.
+func TestBuildahOnOurStoreImage(t *testing.T) {
+	e := newEnv(t)
+	buildahBin := testutil.RequireTool(t, "buildah")
+	ctx := context.Background()
+	global := []string{"--root", e.root, "--runroot", e.runroot, "--storage-driver", "vfs"}
+	buildah := func(args ...string) string {
+		t.Helper()
+		return strings.TrimSpace(string(testutil.Run(t, e.toolEnv, buildahBin, append(global, args...)...)))
+	}
+
+	b, rootfs := mountBuilder(t, ctx, e.store, bricklayer.BuilderOptions{FromImage: bricklayer.Scratch, Container: "ours-base"})
+	testutil.FillTree(t, rootfs, 21)
+	ref, err := is.Transport.ParseStoreReference(e.store, "localhost/ours-base:latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.Commit(ctx, ref, bricklayer.CommitOptions{SystemContext: e.sysContext(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, err := e.store.Image(res.ImageID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A bottom layer's chain ID is its diffID's hex.
+	if l, err := e.store.Layer(ours.TopLayer); err != nil || !slices.Contains(l.Names, l.UncompressedDigest.Encoded()) || l.ID == l.UncompressedDigest.Encoded() {
+		t.Fatalf("our image's layer %s (%v) is not one written under its own ID and named by its chain ID, which this test is about", ours.TopLayer, err)
+	}
+
+	ctr := buildah("from", "--signature-policy", e.policy, "--name", "buildah-on-ours", "localhost/ours-base:latest")
+	mp := buildah("mount", ctr)
+	added := []byte("written by buildah on our image\n")
+	for _, root := range []string{mp, rootfs} { // ours too, as the tree to compare with
+		if err := os.WriteFile(filepath.Join(root, "from-buildah.txt"), added, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buildah("umount", ctr)
+	id := buildah("commit", "--quiet", "--signature-policy", e.policy, ctr, "localhost/buildah-on-ours:latest")
+
+	theirs, err := e.store.Image(id)
+	if err != nil {
+		t.Fatalf("buildah's image %s: %v", id, err)
+	}
+	top, err := e.store.Layer(theirs.TopLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Parent != ours.TopLayer {
+		t.Errorf("buildah's new layer %s is on %q, want our image's top layer %s", top.ID, top.Parent, ours.TopLayer)
+	}
+
+	layout := filepath.Join(t.TempDir(), "layout")
+	e.skopeoRun(t, "copy", "--quiet", e.storeName("localhost/buildah-on-ours:latest"), "oci:"+layout+":x")
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	testutil.Run(t, e.toolEnv, e.umoci, "unpack", "--image", layout+":x", bundle)
+	if n := testutil.CompareTrees(t, rootfs, filepath.Join(bundle, "rootfs")); n > 0 {
+		t.Errorf("buildah's image, unpacked by umoci, differs from our tree plus its file in %d places", n)
 	}
 }
