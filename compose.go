@@ -134,12 +134,7 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 // as norm says, reporting progress under id.
 func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.Reader, norm *tarnorm.Options) (exportedLayer, error) {
 	opts := s.ref.opts
-	eopts := layerexport.Options{
-		Algorithm: exportAlgorithm(opts.Compression),
-		Level:     opts.CompressionLevel,
-		Normalize: norm,
-		Publish:   dir != s.tmpDir,
-	}
+	eopts := s.exportOptions(dir, norm)
 	var progress *progressReader
 	if opts.ExportProgress != nil {
 		progress = &progressReader{r: src, layerID: id, fn: opts.ExportProgress}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
+	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/pkg/blobinfocache"
@@ -331,6 +332,19 @@ func exportStarted(layerID string) {
 	}
 }
 
+// exportOptions are the options of an export into a blob file in dir,
+// normalised as norm says: the commit's compression, and a blob published
+// (synced, readable by all) when dir is the destination's own blob
+// directory rather than the source's temporary one.
+func (s *imageSource) exportOptions(dir string, norm *tarnorm.Options) layerexport.Options {
+	return layerexport.Options{
+		Algorithm: exportAlgorithm(s.ref.opts.Compression),
+		Level:     s.ref.opts.CompressionLevel,
+		Normalize: norm,
+		Publish:   dir != s.tmpDir,
+	}
+}
+
 // exportLayer streams one layer's diff against its parent into a blob file.
 // The diff is closed as soon as the layer is done. A base layer is exported
 // as the store holds it, not normalised, and not uploaded ahead.
@@ -339,14 +353,11 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		return layerexport.Digests{}, "", fmt.Errorf("layer %s: %w", l.ID, err)
 	}
 	opts := s.ref.opts
-	eopts := layerexport.Options{
-		Algorithm: exportAlgorithm(opts.Compression),
-		Level:     opts.CompressionLevel,
-		Publish:   dir != s.tmpDir, // the destination's own blob directory
-	}
+	var norm *tarnorm.Options
 	if !base {
-		eopts.Normalize = s.normalization(walkedDiff(s.store, l))
+		norm = s.normalization(walkedDiff(s.store, l))
 	}
+	eopts := s.exportOptions(dir, norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
 	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
 	if err != nil {
