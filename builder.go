@@ -52,8 +52,9 @@ var (
 	// ErrUnsupportedManifestType: the manifest type is neither OCI nor
 	// Docker v2s2.
 	ErrUnsupportedManifestType = errors.New("unsupported manifest type")
-	// ErrUnsupportedCompression: the compression is unknown, or the
-	// manifest type cannot describe it (zstd in Docker v2s2).
+	// ErrUnsupportedCompression: the compression is unknown, the manifest
+	// type cannot describe it (zstd in Docker v2s2), or the compressor has
+	// no such level.
 	ErrUnsupportedCompression = errors.New("unsupported compression")
 	// ErrLayerUnknown: a layer of the container's chain is not in the store.
 	ErrLayerUnknown = errors.New("layer not found in the store")

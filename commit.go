@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/bricklayer/bricklayer/docker"
+	"github.com/bricklayer/bricklayer/internal/layerexport"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
@@ -26,13 +27,17 @@ import (
 type CommitOptions struct {
 	// ManifestType is the manifest's MIME type: "" or
 	// v1.MediaTypeImageManifest for OCI, docker.V2S2MediaTypeManifest for
-	// Docker v2s2. Anything else is [ErrUnsupportedManifestType].
+	// Docker v2s2. Anything else is [ErrUnsupportedManifestType]. A
+	// destination that cannot hold it (an OCI layout holds only OCI
+	// manifests) gets the image converted by copy.Image, with a warning;
+	// [CommitResult.ManifestType] says what was written.
 	ManifestType string
 	// Compression is the compression of the layers this commit writes.
 	// Layers written into containers-storage are stored uncompressed whatever
 	// this says.
 	Compression Compression
-	// CompressionLevel is the compressor's level; 0 means its default.
+	// CompressionLevel is the compressor's level; 0 means its default
+	// (gzip 4, zstd 3). See [CheckCompressionLevel] for the range.
 	CompressionLevel int
 	// HistoryTimestamp, when set, is the image's created time and that of the
 	// history entries this commit adds; nil means now (or SourceDateEpoch).
@@ -202,6 +207,18 @@ func ParseCompression(s string) (Compression, error) {
 	return 0, fmt.Errorf("compression %q: %w (want none, gzip or zstd)", s, ErrUnsupportedCompression)
 }
 
+// CheckCompressionLevel reports whether level is one that compression c
+// has, as [CommitOptions.CompressionLevel]: gzip's run from -2 (Huffman
+// coding only) to 9, zstd's from 1 to 22; 0 is the default, and
+// CompressionNone ignores the level. An error wraps
+// [ErrUnsupportedCompression].
+func CheckCompressionLevel(c Compression, level int) error {
+	if err := layerexport.CheckLevel(exportAlgorithm(c), level); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsupportedCompression, err)
+	}
+	return nil
+}
+
 // CommitResult is what [Builder.Commit] wrote.
 type CommitResult struct {
 	// ImageID is the image's ID when the destination is containers-storage,
@@ -235,6 +252,9 @@ func (o *CommitOptions) validate() error {
 		}
 	default:
 		return fmt.Errorf("%s: %w", o.Compression, ErrUnsupportedCompression)
+	}
+	if err := CheckCompressionLevel(o.Compression, o.CompressionLevel); err != nil {
+		return err
 	}
 	if o.LayerParallelism < 0 {
 		return fmt.Errorf("layer parallelism %d: must not be negative", o.LayerParallelism)
@@ -322,6 +342,11 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	// to a concurrent commit of the same content is unused, and removed.
 	src.removeCreatedLayers()
 	res := CommitResult{Manifest: manifestBytes, ManifestType: manifest.GuessMIMEType(manifestBytes)}
+	if opts.ManifestType != "" && res.ManifestType != opts.ManifestType {
+		// copy.Image converts to what the destination takes: an OCI
+		// layout holds only OCI manifests, a docker-archive only v2s2.
+		logrus.Warnf("committing container %s to %s: the destination took the image as %s, not %s", b.ContainerName(), destName, res.ManifestType, opts.ManifestType)
+	}
 	if res.ManifestDigest, err = manifest.Digest(manifestBytes); err != nil {
 		return CommitResult{}, fmt.Errorf("digesting the manifest written to %s: %w", destName, err)
 	}

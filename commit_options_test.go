@@ -402,6 +402,8 @@ func TestCommitOptionErrors(t *testing.T) {
 		{"empty-squash", CommitOptions{Squash: true, EmptyLayer: true}, "", ErrInvalidOptions, "EmptyLayer"},
 		{"docker-annotations", CommitOptions{ManifestType: docker.V2S2MediaTypeManifest, Annotations: map[string]string{"a": "b"}}, "", ErrInvalidOptions, "annotations"},
 		{"docker-layer-annotations", CommitOptions{ManifestType: docker.V2S2MediaTypeManifest, LayerAnnotations: map[string]string{"a": "b"}}, "", ErrInvalidOptions, "annotations"},
+		{"gzip-level", CommitOptions{CompressionLevel: 10}, "", ErrUnsupportedCompression, "gzip level 10"},
+		{"zstd-level", CommitOptions{Compression: CompressionZstd, CompressionLevel: 23}, "", ErrUnsupportedCompression, "zstd level 23"},
 		{"extra-at-root", CommitOptions{ExtraImageContent: map[string]string{"/": hostDir}}, "", ErrInvalidOptions, `"/"`},
 		{"unset-env-with-value", CommitOptions{UnsetEnv: []string{"A=1"}}, "", ErrInvalidOptions, "A=1"},
 		{"tags-for-dir", CommitOptions{AdditionalTags: []string{"x"}}, "dir", ErrInvalidOptions, "dir"},

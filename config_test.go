@@ -874,3 +874,45 @@ func TestConfigFromBaseImage(t *testing.T) {
 	equal(t, "Docker OnBuild", rc.OnBuild, []string(nil))
 	equal(t, "Docker Hostname", rc.Hostname, "")
 }
+
+func TestCommitFormatTheDestinationCannotHold(t *testing.T) {
+	// An OCI layout holds only OCI manifests: copy.Image converts a Docker
+	// v2s2 image, and the commit says so.
+	ctx := context.Background()
+	b, err := NewBuilder(ctx, newTestStore(t), BuilderOptions{FromImage: Scratch, Container: "converted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	warnings := captureWarnings(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		manifestType string
+		warn         bool
+	}{
+		{"", false},
+		{v1.MediaTypeImageManifest, false},
+		{docker.V2S2MediaTypeManifest, true},
+	} {
+		ref, err := layout.ParseReference(filepath.Join(dir, "layout") + ":latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := b.Commit(ctx, ref, CommitOptions{ManifestType: tc.manifestType, Compression: CompressionNone})
+		if err != nil {
+			t.Fatalf("manifest type %q: %v", tc.manifestType, err)
+		}
+		if res.ManifestType != v1.MediaTypeImageManifest {
+			t.Errorf("manifest type %q: the layout holds a %s", tc.manifestType, res.ManifestType)
+		}
+		w := warnings.take()
+		if !tc.warn {
+			if len(w) != 0 {
+				t.Errorf("manifest type %q: warned %q", tc.manifestType, w)
+			}
+			continue
+		}
+		if len(w) != 1 || !strings.Contains(w[0], "container converted") || !strings.Contains(w[0], v1.MediaTypeImageManifest+", not "+docker.V2S2MediaTypeManifest) {
+			t.Errorf("manifest type %q: warnings %q, want one naming the container and both types", tc.manifestType, w)
+		}
+	}
+}

@@ -72,7 +72,7 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 	fs := cmd.Flags()
 	fs.StringVarP(&f.format, "format", "f", "oci", "manifest and config format: oci or docker")
 	fs.StringVar(&f.compression, "compression", "gzip", "layer compression: none, gzip or zstd (zstd needs --format oci)")
-	fs.IntVar(&f.level, "compression-level", 0, "compressor level (0: its default)")
+	fs.IntVar(&f.level, "compression-level", 0, "compressor level: gzip -2 to 9, zstd 1 to 22 (0: its default, gzip 4, zstd 3)")
 	fs.BoolVar(&f.disableCompression, "disable-compression", false, "same as --compression none (buildah's flag)")
 	fs.StringVar(&f.compressionFormat, "compression-format", "", "same as --compression (buildah's flag)")
 	_ = fs.MarkHidden("disable-compression")
@@ -129,6 +129,9 @@ func (f *commitFlags) commitOptions(cmd *cobra.Command) (bricklayer.CommitOption
 	opts.Compression = c
 	if c == bricklayer.CompressionZstd && opts.ManifestType == docker.V2S2MediaTypeManifest {
 		return opts, usagef("--compression zstd needs --format oci: Docker v2s2 images cannot describe zstd layers")
+	}
+	if err := bricklayer.CheckCompressionLevel(c, f.level); err != nil {
+		return opts, usagef("--compression-level %d: want -2 to 9 for gzip, 1 to 22 for zstd, or 0 for the default", f.level)
 	}
 	opts.CompressionLevel = f.level
 	if f.jobs < 0 {

@@ -331,6 +331,8 @@ func TestEndToEnd(t *testing.T) {
 	c.fails(1, `"nosuch"`, "commit", "nosuch", "oci:"+filepath.Join(tmp, "nope"))
 	c.fails(2, "arg", "commit")
 	c.fails(2, "lz4", "commit", "--compression", "lz4", "x")
+	c.fails(2, "--compression-level 10", "commit", "--compression-level", "10", "x")
+	c.fails(2, `"0x" for "--compression-level"`, "commit", "--compression-level", "0x", "x")
 	c.fails(2, "KEY=VALUE", "config", "x", "--env", "NOEQUALS")
 	c.fails(2, "unknown command", "frob")
 

@@ -86,6 +86,27 @@ type Options struct {
 // DefaultGzipLevel is the gzip level used when Options.Level is 0.
 const DefaultGzipLevel = 4
 
+// CheckLevel reports whether level is a compression level of a: gzip's run
+// from -2 (Huffman coding only) to 9, zstd's from 1 to 22, and 0 is each
+// one's default. None takes any level and ignores it.
+func CheckLevel(a Algorithm, level int) error {
+	lo, hi := 0, 0
+	switch a {
+	case None:
+		return nil
+	case Gzip:
+		lo, hi = pgzip.HuffmanOnly, pgzip.BestCompression
+	case Zstd:
+		lo, hi = 1, 22
+	default:
+		return fmt.Errorf("%w: %s", ErrUnsupportedAlgorithm, a)
+	}
+	if level != 0 && (level < lo || level > hi) {
+		return fmt.Errorf("%s level %d: %w (want %d to %d, or 0 for the default)", a, level, ErrInvalidLevel, lo, hi)
+	}
+	return nil
+}
+
 // Digests are what one pass over a layer learns.
 type Digests struct {
 	// DiffID is the digest of the uncompressed tar stream.
@@ -283,6 +304,9 @@ func ToFile(ctx context.Context, dir string, src io.Reader, opts Options) (d Dig
 }
 
 func newCompressor(w io.Writer, opts Options) (io.WriteCloser, error) {
+	if err := CheckLevel(opts.Algorithm, opts.Level); err != nil {
+		return nil, err
+	}
 	switch opts.Algorithm {
 	case None:
 		return nopCloser{w}, nil
@@ -318,8 +342,12 @@ func newCompressor(w io.Writer, opts Options) (io.WriteCloser, error) {
 	return nil, fmt.Errorf("%w: %s", ErrUnsupportedAlgorithm, opts.Algorithm)
 }
 
-// ErrUnsupportedAlgorithm is returned for an Algorithm this package does not know.
-var ErrUnsupportedAlgorithm = errors.New("unsupported compression")
+var (
+	// ErrUnsupportedAlgorithm is returned for an Algorithm this package does not know.
+	ErrUnsupportedAlgorithm = errors.New("unsupported compression")
+	// ErrInvalidLevel is returned for a level its Algorithm does not have.
+	ErrInvalidLevel = errors.New("invalid compression level")
+)
 
 // errLatch passes writes to w until one fails, then keeps that error and
 // swallows the writes that follow. A compressor writes to a latch, not to

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"testing"
 
@@ -62,6 +63,42 @@ func TestStreamWriterFails(t *testing.T) {
 			if !errors.Is(err, errFull) {
 				t.Errorf("%s, writer full after %d of %d bytes: %v, want its error", alg, room, full.Size, err)
 			}
+		}
+	}
+}
+
+func TestCheckLevel(t *testing.T) {
+	for _, tc := range []struct {
+		alg   Algorithm
+		level int
+		ok    bool
+	}{
+		{None, 0, true}, {None, 42, true},
+		{Gzip, 0, true}, {Gzip, 1, true}, {Gzip, 9, true}, {Gzip, -1, true}, {Gzip, -2, true},
+		{Gzip, 10, false}, {Gzip, -3, false},
+		{Zstd, 0, true}, {Zstd, 1, true}, {Zstd, 22, true},
+		{Zstd, 23, false}, {Zstd, -1, false},
+		{Algorithm(7), 0, false},
+	} {
+		err := CheckLevel(tc.alg, tc.level)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s level %d: %v, want ok %v", tc.alg, tc.level, err, tc.ok)
+		}
+		if tc.ok {
+			// A level CheckLevel takes makes a compressor.
+			zw, err := newCompressor(io.Discard, Options{Algorithm: tc.alg, Level: tc.level})
+			if err != nil {
+				t.Errorf("%s level %d: %v", tc.alg, tc.level, err)
+			} else if err := zw.Close(); err != nil {
+				t.Errorf("%s level %d: closing: %v", tc.alg, tc.level, err)
+			}
+			continue
+		}
+		if tc.alg <= Zstd && !errors.Is(err, ErrInvalidLevel) {
+			t.Errorf("%s level %d: %v, want ErrInvalidLevel", tc.alg, tc.level, err)
+		}
+		if _, err := Stream(context.Background(), io.Discard, bytes.NewReader(nil), Options{Algorithm: tc.alg, Level: tc.level}); err == nil {
+			t.Errorf("%s level %d: Stream took it", tc.alg, tc.level)
 		}
 	}
 }
