@@ -62,7 +62,8 @@ the image is stored without a name.
 On a terminal, a line per layer shows the export, then containers/image shows
 the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 		Example: `  bricklayer commit work oci:./out:latest
-  bricklayer commit --format docker --compression zstd work docker://localhost:5000/app:1
+  bricklayer commit --compression zstd work docker://localhost:5000/app:1
+  bricklayer commit --format docker work docker-archive:./app.tar:app:1
   bricklayer commit -q --timestamp 0 work myapp
   SOURCE_DATE_EPOCH=1700000000 bricklayer commit --rewrite-timestamps work oci:./out:1
   bricklayer commit --squash --unsetenv DEBUG work docker://localhost:5000/app:1`,
