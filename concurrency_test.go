@@ -2,12 +2,15 @@ package bricklayer
 
 import (
 	"archive/tar"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	is "go.podman.io/image/v5/storage"
@@ -273,5 +276,56 @@ func TestConcurrentCommitAndAdd(t *testing.T) {
 			assertEmptyDir(t, env.tmp)
 			checkStore(t, env.store)
 		})
+	}
+}
+
+// recordingCloser counts its Close calls and fails them with err.
+type recordingCloser struct {
+	io.Reader
+	closes int
+	err    error
+}
+
+func (r *recordingCloser) Close() error {
+	r.closes++
+	return r.err
+}
+
+// A layer's diff is closed, releasing the layer store's lock for the next
+// layer's export, as soon as it has been read to its end; the export's own
+// Close afterwards does not close it again, and reports the first close's
+// error.
+func TestCloseAtEOF(t *testing.T) {
+	errClose := errors.New("close failed")
+	rc := &recordingCloser{Reader: strings.NewReader("layer"), err: errClose}
+	c := &closeAtEOF{rc: rc}
+	b, err := io.ReadAll(iotest.OneByteReader(c))
+	if err != nil || string(b) != "layer" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	if rc.closes != 1 {
+		t.Errorf("closed %d times once read to its end, want 1", rc.closes)
+	}
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("read after the end: %d, %v", n, err)
+	}
+	if err := c.Close(); !errors.Is(err, errClose) {
+		t.Errorf("Close: %v, want the first close's error", err)
+	}
+	if rc.closes != 1 {
+		t.Errorf("closed %d times in all, want 1", rc.closes)
+	}
+
+	// A diff not read to its end is closed by Close.
+	rc = &recordingCloser{Reader: strings.NewReader("layer")}
+	c = &closeAtEOF{rc: rc}
+	if _, err := c.Read(make([]byte, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if rc.closes != 0 {
+		t.Errorf("closed before its end")
+	}
+	if err := c.Close(); err != nil || rc.closes != 1 {
+		t.Errorf("Close: %v, %d closes", err, rc.closes)
 	}
 }

@@ -346,7 +346,7 @@ func (s *imageSource) exportOptions(dir string, norm *tarnorm.Options) layerexpo
 }
 
 // exportLayer streams one layer's diff against its parent into a blob file.
-// The diff is closed as soon as the layer is done. A base layer is exported
+// The diff is closed as soon as it has been read to its end. A base layer is exported
 // as the store holds it, not normalised, and not uploaded ahead.
 func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.Layer, base bool) (layerexport.Digests, string, error) {
 	if err := ctx.Err(); err != nil {
@@ -359,10 +359,11 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	}
 	eopts := s.exportOptions(dir, norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
-	diff, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
+	rc, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
 	if err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}
+	diff := &closeAtEOF{rc: rc}
 	var src io.Reader = diff
 	var progress *progressReader
 	if opts.ExportProgress != nil {
@@ -536,4 +537,39 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 	}
 	s.origin = src
 	return src, nil
+}
+
+// closeAtEOF closes its ReadCloser as soon as a read reaches its end, not
+// when the reader is done with the bytes: store.Diff holds the layer
+// store's lock until its stream is closed, and the next layer's export
+// waits for that lock while this one's compressor drains and its blob is
+// synced to disk (about 50 ms a layer). Close returns the error of that
+// first close.
+type closeAtEOF struct {
+	rc     io.ReadCloser
+	mu     sync.Mutex
+	closed bool
+	err    error
+}
+
+func (c *closeAtEOF) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, io.EOF
+	}
+	n, err := c.rc.Read(p)
+	if err == io.EOF {
+		c.closed, c.err = true, c.rc.Close()
+	}
+	return n, err
+}
+
+func (c *closeAtEOF) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.closed, c.err = true, c.rc.Close()
+	}
+	return c.err
 }

@@ -188,7 +188,14 @@ func copyTar(ctx context.Context, dst io.Writer, src io.Reader, norm *tarnorm.Op
 		}
 	}()
 	if norm != nil {
-		return tarnorm.Copy(dst, ahead, *norm, copyBufferSize)
+		if err := tarnorm.Copy(dst, ahead, *norm, copyBufferSize); err != nil {
+			return err
+		}
+		// The normalised stream ends at src's end-of-archive marker; src is
+		// read to its end all the same, so that its source sees the end
+		// (and may release what it holds) and its error, if any, is seen.
+		_, err = io.Copy(io.Discard, ahead)
+		return err
 	}
 	_, err = io.CopyBuffer(dst, ahead, make([]byte, copyBufferSize))
 	return err

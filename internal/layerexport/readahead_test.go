@@ -96,3 +96,25 @@ func TestStreamSourceFails(t *testing.T) {
 		}
 	}
 }
+
+// A normalised export reads its source to the end, past the end-of-archive
+// marker: a source that holds something until then (the store's lock, for
+// a layer's diff) is released as soon as the tar has been read, and an
+// error at its very end is not lost.
+func TestStreamReadsSourceToItsEnd(t *testing.T) {
+	tarball := testTar(t, 1<<20)
+	trailer := bytes.Repeat([]byte{0}, 10240) // padding after the marker, as tar writers leave
+	src := &countingReader{r: io.MultiReader(bytes.NewReader(tarball), bytes.NewReader(trailer))}
+	if _, err := Stream(context.Background(), io.Discard, src, Options{Algorithm: None, Normalize: &tarnorm.Options{}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := src.n.Load(), int64(len(tarball)+len(trailer)); got != want {
+		t.Errorf("read %d bytes of the source, want all %d", got, want)
+	}
+
+	errEnd := errors.New("failed after the last entry")
+	failing := io.MultiReader(bytes.NewReader(tarball), iotest.ErrReader(errEnd))
+	if _, err := Stream(context.Background(), io.Discard, failing, Options{Algorithm: None, Normalize: &tarnorm.Options{}}); !errors.Is(err, errEnd) {
+		t.Errorf("a source failing after its end-of-archive marker: %v, want its error", err)
+	}
+}
