@@ -489,7 +489,9 @@ func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache ty
 		if err != nil {
 			return nil, -1, fmt.Errorf("reading layer %s for blob %s: %w", bl.layerID, info.Digest, err)
 		}
-		return ctxReadCloser{ctx, rc, "layer " + bl.layerID + " for blob " + info.Digest.String()}, bl.size, nil
+		// Released at its end, not when copy.Image has stored the blob:
+		// another blob's read waits for the lock this one holds.
+		return ctxReadCloser{ctx, &closeAtEOF{rc: rc}, "layer " + bl.layerID + " for blob " + info.Digest.String()}, bl.size, nil
 	default:
 		src, err := s.originSource(ctx)
 		if err != nil {
