@@ -291,6 +291,18 @@ func (r *recordingCloser) Close() error {
 	return r.err
 }
 
+// enteredReader closes entered when its first Read begins.
+type enteredReader struct {
+	io.ReadCloser
+	entered chan struct{}
+	once    sync.Once
+}
+
+func (r *enteredReader) Read(p []byte) (int, error) {
+	r.once.Do(func() { close(r.entered) })
+	return r.ReadCloser.Read(p)
+}
+
 // A layer's diff is closed, releasing the layer store's lock for the next
 // layer's export, as soon as it has been read to its end; the export's own
 // Close afterwards does not close it again, and reports the first close's
@@ -328,4 +340,30 @@ func TestCloseAtEOF(t *testing.T) {
 	if err := c.Close(); err != nil || rc.closes != 1 {
 		t.Errorf("Close: %v, %d closes", err, rc.closes)
 	}
+
+	// A Close does not wait for a read in flight (one waiting on the
+	// goroutine that walks the layer, say).
+	pr, pw := io.Pipe()
+	reading := make(chan struct{})
+	c = &closeAtEOF{rc: &enteredReader{ReadCloser: pr, entered: reading}}
+	readDone := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		readDone <- err
+	}()
+	<-reading
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for the read in flight")
+	}
+	if err := <-readDone; !errors.Is(err, io.ErrClosedPipe) {
+		t.Errorf("the read in flight ended with %v, want the closed pipe's error", err)
+	}
+	pw.Close()
 }

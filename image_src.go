@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	"github.com/bricklayer/bricklayer/internal/tarnorm"
@@ -346,8 +347,9 @@ func (s *imageSource) exportOptions(dir string, norm *tarnorm.Options) layerexpo
 }
 
 // exportLayer streams one layer's diff against its parent into a blob file.
-// The diff is closed as soon as it has been read to its end. A base layer is exported
-// as the store holds it, not normalised, and not uploaded ahead.
+// The diff is closed as soon as it has been read to its end. A base layer
+// is exported as the store holds it, not normalised, and not uploaded
+// ahead.
 func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.Layer, base bool) (layerexport.Digests, string, error) {
 	if err := ctx.Err(); err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("layer %s: %w", l.ID, err)
@@ -546,32 +548,29 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 // store's lock until its stream is closed, and the next layer's export
 // waits for that lock while this one's compressor drains and its blob is
 // synced to disk (about 50 ms a layer). Close returns the error of that
-// first close.
+// first close. A Close while a read is in flight does not wait for it.
 type closeAtEOF struct {
 	rc     io.ReadCloser
-	mu     sync.Mutex
-	closed bool
+	once   sync.Once
+	closed atomic.Bool
 	err    error
 }
 
 func (c *closeAtEOF) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	if c.closed.Load() {
 		return 0, io.EOF
 	}
 	n, err := c.rc.Read(p)
 	if err == io.EOF {
-		c.closed, c.err = true, c.rc.Close()
+		c.Close()
 	}
 	return n, err
 }
 
 func (c *closeAtEOF) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.closed {
-		c.closed, c.err = true, c.rc.Close()
-	}
+	c.once.Do(func() {
+		c.closed.Store(true)
+		c.err = c.rc.Close()
+	})
 	return c.err
 }
