@@ -202,6 +202,15 @@ func NewBuilder(ctx context.Context, store storage.Store, opts BuilderOptions) (
 		}
 		return nil, err
 	}
+	if sweepFor(store, ctr).layerID != "" {
+		// Changes made from now on must show in the ctimes (see
+		// changed_since.go).
+		if dir, err := store.ContainerDirectory(ctr.ID); err != nil {
+			logrus.Debugf("locating the directory of container %s: %v", ctr.ID, err)
+		} else if err := waitPastCtime(dir, ctr.Created); err != nil {
+			logrus.Warnf("container %s: %v; a file rewritten at once with its size and mtime kept may be missed", name, err)
+		}
+	}
 	logrus.Debugf("created working container %s (%s) from %q", ctr.ID, name, b.state.FromImage)
 	return b, nil
 }

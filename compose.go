@@ -95,18 +95,22 @@ func (s *imageSource) exportComposed(ctx context.Context, dir string, ctr *stora
 // from that of layer from (its whole tree when from is nil), with the extra
 // entries on top.
 func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from *storage.Layer, extra []extraEntry) (exportedLayer, error) {
-	var changes []archive.Change
-	if from != nil {
-		var err error
-		if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
-			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
-		}
-	}
 	mp, unmount, err := s.mountLayer(top)
 	if err != nil {
 		return exportedLayer{}, err
 	}
 	defer unmount()
+	var changes []archive.Change
+	if from != nil {
+		if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
+			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
+		}
+		if s.sweep.applies(top) {
+			if changes, err = addChangedSince(mp, s.sweep.since, changes); err != nil {
+				return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
+			}
+		}
+	}
 	var tree io.ReadCloser
 	if from == nil {
 		tree, err = archive.TarWithOptions(mp, &archive.TarOptions{Compression: archive.Uncompressed, UIDMaps: top.UIDMap, GIDMaps: top.GIDMap})

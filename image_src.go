@@ -52,6 +52,10 @@ type imageSource struct {
 	// containers-storage destination, newest last.
 	createdLayers []string
 
+	// sweep says which layer's changes are also looked for by ctime (see
+	// changed_since.go).
+	sweep changeSweep
+
 	// blobCache is containers/image's blob info cache, which pairs blob
 	// digests with the diffIDs that a containers tool computed for them.
 	// The export records each layer it compresses there, and a layout's
@@ -126,6 +130,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 		return nil, fmt.Errorf("reading container %s: %w", state.ContainerName, err)
 	}
+	s.sweep = sweepFor(b.store, ctr)
 	chain, err := layerChain(b.store, ctr.LayerID)
 	if err != nil {
 		return nil, fmt.Errorf("walking the layers of container %s: %w", state.ContainerName, err)
@@ -361,9 +366,18 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	}
 	eopts := s.exportOptions(dir, norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
-	rc, err := s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
+	// The store's diff of a layer whose changes need the ctime check would
+	// miss some; that layer's diff is made here, without the store's lock.
+	ownDiff := !base && s.sweep.applies(l)
+	var rc io.ReadCloser
+	var err error
+	if ownDiff {
+		rc, err = s.unlockedDiff(l)
+	} else if rc, err = s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)}); err != nil {
+		err = fmt.Errorf("reading layer %s: %w", l.ID, err)
+	}
 	if err != nil {
-		return layerexport.Digests{}, "", fmt.Errorf("reading layer %s: %w", l.ID, err)
+		return layerexport.Digests{}, "", err
 	}
 	diff := &closeAtEOF{rc: rc}
 	var src io.Reader = diff
@@ -386,6 +400,9 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	}
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	if err == nil && ownDiff {
+		err = s.checkStillThere(l)
 	}
 	if err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("exporting layer %s: %w", l.ID, err)

@@ -133,7 +133,19 @@ func (s *imageSource) unlockedDiff(l *storage.Layer) (_ io.ReadCloser, err error
 // containers/storage we build with takes the ENOTDIR of looking under that
 // file for an error); then the parent is mounted too and the two trees
 // compared, as drivers without a list of their own do.
-func (s *imageSource) layerChanges(l *storage.Layer, mp string) (_ []archive.Change, err error) {
+func (s *imageSource) layerChanges(l *storage.Layer, mp string) ([]archive.Change, error) {
+	changes, err := s.treeChanges(l, mp)
+	if err != nil || !s.sweep.applies(l) {
+		return changes, err
+	}
+	if changes, err = addChangedSince(mp, s.sweep.since, changes); err != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, err)
+	}
+	return changes, nil
+}
+
+// treeChanges is layerChanges without the ctime check.
+func (s *imageSource) treeChanges(l *storage.Layer, mp string) (_ []archive.Change, err error) {
 	changes, err := s.store.Changes(l.Parent, l.ID)
 	if err == nil {
 		return changes, nil
@@ -157,6 +169,19 @@ func (s *imageSource) layerChanges(l *storage.Layer, mp string) (_ []archive.Cha
 		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, errors.Join(err, perr))
 	}
 	return changes, nil
+}
+
+// checkStillThere fails if layer l, whose diff was read without the
+// store's lock (unlockedDiff), is gone from the store. A container deleted
+// meanwhile (by another process) has its layer's directory moved away and
+// its record removed in one locked step, and the walk skips the files it
+// can no longer find; so if the record is still there, the walk saw the
+// whole layer.
+func (s *imageSource) checkStillThere(l *storage.Layer) error {
+	if _, err := s.store.Layer(l.ID); err != nil {
+		return fmt.Errorf("layer %s was removed while it was read: %w", l.ID, err)
+	}
+	return nil
 }
 
 // closeFunc runs after once its ReadCloser is closed.
@@ -226,14 +251,9 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent str
 		return "", layerexport.Digests{}, fmt.Errorf("writing layer %s into the store: %w", l.ID, err)
 	}
 	s.createdLayers = append(s.createdLayers, created.ID)
-	// The diff was read without the store's lock. A container deleted
-	// meanwhile (by another process) has its layer's directory moved away
-	// and its record removed in one locked step, and the walk skips the
-	// files it can no longer find; so if the record is still there, the
-	// walk saw the whole layer.
-	if _, err := s.store.Layer(l.ID); err != nil {
+	if err := s.checkStillThere(l); err != nil {
 		s.dropCreatedLayer(created.ID)
-		return "", layerexport.Digests{}, fmt.Errorf("layer %s was removed while it was written into the store: %w", l.ID, err)
+		return "", layerexport.Digests{}, fmt.Errorf("writing layer %s into the store: %w", l.ID, err)
 	}
 	if created.UncompressedDigest == "" {
 		return "", layerexport.Digests{}, fmt.Errorf("writing layer %s into the store as %s: the store computed no diffID", l.ID, created.ID)

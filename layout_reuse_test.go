@@ -9,9 +9,7 @@ import (
 
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-	"go.podman.io/image/v5/copy"
 	"go.podman.io/image/v5/pkg/blobinfocache"
-	"go.podman.io/image/v5/signature"
 )
 
 // layoutReuseEnv is a container on a one-layer store image (stored
@@ -137,14 +135,7 @@ func TestLayoutReusesCompressedBaseLayers(t *testing.T) {
 	// The base image copied into a layout by copy.Image, which compresses
 	// it itself.
 	other := e.dir(t, "other")
-	pc, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Destroy()
-	if _, err := copy.Image(e.ctx, pc, ociRef(t, other, "base"), storeRef(t, e.store, "localhost/base:1"), &copy.Options{SourceCtx: e.sys, DestinationCtx: e.sys}); err != nil {
-		t.Fatal(err)
-	}
+	copyImage(t, e.ctx, ociRef(t, other, "base"), storeRef(t, e.store, "localhost/base:1"), e.sys)
 	copied, _ := ociLayout{t, other}.manifest("base")
 	if len(copied.Layers) != 1 || copied.Layers[0].MediaType != v1.MediaTypeImageLayerGzip {
 		t.Fatalf("copy.Image wrote layers %+v, want one gzip layer", copied.Layers)

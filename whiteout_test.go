@@ -23,6 +23,8 @@ import (
 	"go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/signature"
 	is "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/transports"
+	"go.podman.io/image/v5/types"
 )
 
 // TestWhiteoutsAfterDeletion builds a base image, removes and replaces
@@ -105,14 +107,7 @@ func testWhiteoutsAfterDeletion(t *testing.T, driver string, intoStore bool) {
 			t.Fatal(err)
 		}
 		checkImage(t, stored, wantImage{Layers: 2})
-		pc, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.Destroy()
-		if _, err := copy.Image(ctx, pc, dest, stored, &copy.Options{}); err != nil {
-			t.Fatal(err)
-		}
+		copyImage(t, ctx, dest, stored, nil)
 	} else if _, err := b.Commit(ctx, dest, CommitOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +150,19 @@ func testWhiteoutsAfterDeletion(t *testing.T, driver string, intoStore bool) {
 		if _, ok := want[p]; !ok {
 			t.Errorf("%s: unpacked image has %q, container has nothing", p, d)
 		}
+	}
+}
+
+// copyImage copies src to dest with copy.Image, accepting any signature.
+func copyImage(t *testing.T, ctx context.Context, dest, src types.ImageReference, sys *types.SystemContext) {
+	t.Helper()
+	pc, err := signature.NewPolicyContext(&signature.Policy{Default: signature.PolicyRequirements{signature.NewPRInsecureAcceptAnything()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Destroy()
+	if _, err := copy.Image(ctx, pc, dest, src, &copy.Options{SourceCtx: sys, DestinationCtx: sys}); err != nil {
+		t.Fatalf("copying %s to %s: %v", transports.ImageName(src), transports.ImageName(dest), err)
 	}
 }
 
