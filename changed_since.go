@@ -14,7 +14,8 @@ import (
 )
 
 // The vfs driver keeps a container's layer as a full copy of its parent's
-// tree, and finds what the container changed by comparing the two trees:
+// tree, and finds what the container changed by comparing the two trees
+// (as the overlay driver does when it cannot make its diffs natively):
 // a file counts as changed when its size, mtime, mode, owner, xattrs or
 // link target differ. A file rewritten with the same size and mtime (by
 // cp -p, tar, rsync -t, or a build that clamps every mtime to
@@ -31,13 +32,39 @@ type changeSweep struct {
 	since   time.Time
 }
 
-// sweepFor returns the check for container ctr's layer: needed only with
-// the vfs driver, whose changes are found by comparing trees.
+// sweepFor returns the check for container ctr's layer: needed only where
+// the driver finds changes by comparing trees: vfs, and overlay when it
+// does not make its diffs natively (with metacopy on, as Fedora's
+// storage.conf sets it, or a kernel with redirect_dir). In an overlay
+// mount a file not copied up keeps its lower layer's ctime, older than the
+// container; a copy-up, of content or metadata, gets a new one.
 func sweepFor(store storage.Store, ctr *storage.Container) changeSweep {
-	if store.GraphDriverName() != "vfs" || ctr.Created.IsZero() {
+	if ctr.Created.IsZero() || !comparesTrees(store) {
 		return changeSweep{}
 	}
 	return changeSweep{layerID: ctr.LayerID, since: ctr.Created}
+}
+
+// comparesTrees reports whether store's driver finds a layer's changes by
+// comparing its tree with its parent's.
+func comparesTrees(store storage.Store) bool {
+	switch store.GraphDriverName() {
+	case "vfs":
+		return true
+	case "overlay":
+		status, err := store.Status()
+		if err != nil {
+			logrus.Debugf("reading the overlay driver's status: %v", err)
+			return true
+		}
+		for _, kv := range status {
+			if kv[0] == "Native Overlay Diff" {
+				return kv[1] != "true"
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // applies reports whether the changes of layer l, against a parent, need

@@ -3,6 +3,7 @@ package bricklayer
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -10,7 +11,45 @@ import (
 
 	"go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
 )
+
+// The same with the overlay driver making its diffs by comparing trees, as
+// it does with metacopy on. containers/storage decides that once per
+// process, for the first overlay store, so the test runs in a process of
+// its own.
+func TestCommitFindsFilesRewrittenInPlaceNaiveOverlay(t *testing.T) {
+	if os.Getenv("BRICKLAYER_TEST_NAIVE_OVERLAY") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v")
+		cmd.Env = append(os.Environ(), "BRICKLAYER_TEST_NAIVE_OVERLAY=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("in its own process:\n%s", out)
+		if err != nil {
+			t.Fatalf("the test in its own process: %v", err)
+		}
+		return
+	}
+	for _, dest := range []string{"layout", "store", "squash-new-layers"} {
+		t.Run(dest, func(t *testing.T) {
+			testCommitFindsFilesRewrittenInPlace(t, "overlay-naive", dest)
+		})
+	}
+}
+
+// newNaiveOverlayStore opens an overlay store whose driver makes diffs by
+// comparing trees, as it does when metacopy is on.
+func newNaiveOverlayStore(t *testing.T) storage.Store {
+	t.Helper()
+	store := newTestStoreAt(t, t.TempDir(), "overlay", "overlay.mountopt=nodev,metacopy=on")
+	status, err := store.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(status, [2]string{"Native Overlay Diff", "false"}) {
+		t.Skipf("the overlay driver makes its diffs natively here even with metacopy on: %v", status)
+	}
+	return store
+}
 
 // A file rewritten with its size and mtime kept (cp -p, tar, rsync -t, or a
 // build clamping every mtime to SOURCE_DATE_EPOCH) is in the new layer with
@@ -28,7 +67,12 @@ func TestCommitFindsFilesRewrittenInPlace(t *testing.T) {
 
 func testCommitFindsFilesRewrittenInPlace(t *testing.T, driver, dest string) {
 	ctx := context.Background()
-	store := newTestStoreWith(t, driver)
+	var store storage.Store
+	if driver == "overlay-naive" {
+		store = newNaiveOverlayStore(t)
+	} else {
+		store = newTestStoreWith(t, driver)
+	}
 	epoch := time.Date(2023, 11, 14, 22, 13, 20, 0, time.UTC)
 	base, err := NewBuilder(ctx, store, BuilderOptions{FromImage: Scratch, Container: "base"})
 	if err != nil {

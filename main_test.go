@@ -27,13 +27,15 @@ func newTestStoreWith(t testing.TB, driver string) storage.Store {
 	return newTestStoreAt(t, t.TempDir(), driver)
 }
 
-// newTestStoreAt is newTestStoreWith with the store under dir.
-func newTestStoreAt(t testing.TB, dir, driver string) storage.Store {
+// newTestStoreAt is newTestStoreWith with the store under dir, and the
+// driver's options.
+func newTestStoreAt(t testing.TB, dir, driver string, driverOptions ...string) storage.Store {
 	t.Helper()
 	store, err := storage.GetStore(storage.StoreOptions{
-		RunRoot:         filepath.Join(dir, "run"),
-		GraphRoot:       filepath.Join(dir, "root"),
-		GraphDriverName: driver,
+		RunRoot:            filepath.Join(dir, "run"),
+		GraphRoot:          filepath.Join(dir, "root"),
+		GraphDriverName:    driver,
+		GraphDriverOptions: driverOptions,
 	})
 	if errors.Is(err, graphdriver.ErrNotSupported) || errors.Is(err, graphdriver.ErrPrerequisites) || errors.Is(err, graphdriver.ErrIncompatibleFS) {
 		t.Skipf("the %s driver cannot run under %s here: %v", driver, dir, err)
