@@ -127,12 +127,10 @@ func (s *imageSource) unlockedDiff(l *storage.Layer) (_ io.ReadCloser, err error
 	return &closeFunc{ReadCloser: rc, after: unmount}, nil
 }
 
-// layerChanges lists what layer l, mounted at mp, changes in its parent.
-// The driver's own list is taken when it can make one. The overlay driver's
-// fails where a directory replaces a file of a layer below (the version of
-// containers/storage we build with takes the ENOTDIR of looking under that
-// file for an error); then the parent is mounted too and the two trees
-// compared, as drivers without a list of their own do.
+// layerChanges lists what layer l, mounted at mp, changes in its parent:
+// the driver's list (treeChanges), and, for a container's layer whose
+// driver compares trees, the files changed with their size and mtime kept
+// (see changed_since.go).
 func (s *imageSource) layerChanges(l *storage.Layer, mp string) ([]archive.Change, error) {
 	changes, err := s.treeChanges(l, mp)
 	if err != nil || !s.sweep.applies(l) {
@@ -144,7 +142,12 @@ func (s *imageSource) layerChanges(l *storage.Layer, mp string) ([]archive.Chang
 	return changes, nil
 }
 
-// treeChanges is layerChanges without the ctime check.
+// treeChanges lists what layer l, mounted at mp, changes in its parent, as
+// the driver finds it. The driver's own list is taken when it can make one.
+// The overlay driver's fails where a directory replaces a file of a layer
+// below (the version of containers/storage we build with takes the ENOTDIR
+// of looking under that file for an error); then the parent is mounted too
+// and the two trees compared, as drivers without a list of their own do.
 func (s *imageSource) treeChanges(l *storage.Layer, mp string) (_ []archive.Change, err error) {
 	changes, err := s.store.Changes(l.Parent, l.ID)
 	if err == nil {
