@@ -12,6 +12,7 @@ import (
 	"go.podman.io/image/v5/oci/layout"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
+	"golang.org/x/sys/unix"
 )
 
 // The same with the overlay driver making its diffs by comparing trees, as
@@ -170,5 +171,32 @@ func testCommitFindsFilesRewrittenInPlace(t *testing.T, driver, dest string) {
 		if got := mustRead(t, filepath.Join(unpacked, filepath.FromSlash(name))); got != w {
 			t.Errorf("%s: the image has %q, the container %q", name, got, w)
 		}
+	}
+}
+
+// After waitPastCtime(dir, t), a file changed at once gets a ctime later
+// than t, although the kernel stamps ctimes from a clock that lags
+// time.Now.
+func TestWaitPastCtime(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "f")
+	for i := range 20 {
+		since := time.Now()
+		if err := waitPastCtime(dir, since); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte{byte(i)}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(f, &st); err != nil {
+			t.Fatal(err)
+		}
+		if ctime := time.Unix(st.Ctim.Sec, st.Ctim.Nsec); !ctime.After(since) {
+			t.Fatalf("a file written after waitPastCtime(%s) has ctime %s", since.Format(time.RFC3339Nano), ctime.Format(time.RFC3339Nano))
+		}
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 1 {
+		t.Errorf("the directory holds %v (%v), want f alone: the probe left behind", entries, err)
 	}
 }
