@@ -202,7 +202,7 @@ func NewBuilder(ctx context.Context, store storage.Store, opts BuilderOptions) (
 		}
 		return nil, err
 	}
-	if sweepFor(store, ctr).layerID != "" {
+	if comparesTrees(store) {
 		// Changes made from now on must show in the ctimes (see
 		// changed_since.go).
 		if dir, err := store.ContainerDirectory(ctr.ID); err != nil {

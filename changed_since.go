@@ -73,6 +73,15 @@ func (c changeSweep) applies(l *storage.Layer) bool {
 	return c.layerID != "" && l.ID == c.layerID && l.Parent != ""
 }
 
+// add returns changes, which list how layer l, mounted at mp, differs from
+// a layer below, with the files the check finds added when it applies to l.
+func (c changeSweep) add(l *storage.Layer, mp string, changes []archive.Change) ([]archive.Change, error) {
+	if !c.applies(l) {
+		return changes, nil
+	}
+	return addChangedSince(mp, c.since, changes)
+}
+
 // addChangedSince adds to changes, which list how the tree at mp differs
 // from its parent's, every regular file under mp whose ctime is later than
 // since and that changes does not list yet, with its directories.

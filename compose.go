@@ -102,13 +102,11 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 	defer unmount()
 	var changes []archive.Change
 	if from != nil {
-		if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
-			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
+		if changes, err = s.store.Changes(from.ID, top.ID); err == nil {
+			changes, err = s.sweep.add(top, mp, changes)
 		}
-		if s.sweep.applies(top) {
-			if changes, err = addChangedSince(mp, s.sweep.since, changes); err != nil {
-				return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
-			}
+		if err != nil {
+			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
 		}
 	}
 	var tree io.ReadCloser

@@ -133,10 +133,10 @@ func (s *imageSource) unlockedDiff(l *storage.Layer) (_ io.ReadCloser, err error
 // (see changed_since.go).
 func (s *imageSource) layerChanges(l *storage.Layer, mp string) ([]archive.Change, error) {
 	changes, err := s.treeChanges(l, mp)
-	if err != nil || !s.sweep.applies(l) {
-		return changes, err
+	if err != nil {
+		return nil, err
 	}
-	if changes, err = addChangedSince(mp, s.sweep.since, changes); err != nil {
+	if changes, err = s.sweep.add(l, mp, changes); err != nil {
 		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, err)
 	}
 	return changes, nil

@@ -132,7 +132,7 @@ func (f *commitFlags) commitOptions(cmd *cobra.Command) (bricklayer.CommitOption
 		return opts, usagef("--compression zstd needs --format oci: Docker v2s2 images cannot describe zstd layers")
 	}
 	if err := bricklayer.CheckCompressionLevel(c, f.level); err != nil {
-		return opts, usagef("--compression-level %d: want -2 to 9 for gzip, 1 to 22 for zstd, or 0 for the default", f.level)
+		return opts, usagef("--compression-level %d: %v", f.level, err)
 	}
 	opts.CompressionLevel = f.level
 	if f.jobs < 0 {
