@@ -162,7 +162,9 @@ type CommitOptions struct {
 	// fails with an error that may pass: a network failure, a registry
 	// that is down, overloaded or failing (HTTP 429 or 5xx). The layers are
 	// exported once, before the first try, and every try copies the same
-	// blobs. 0 means one try.
+	// blobs. A local destination is put back as the export left it before
+	// each retry, so that no try meets what a failed one wrote. 0 means one
+	// try.
 	RetryCount int
 	// RetryDelay is the wait before each retry; 0 means 2 seconds.
 	RetryDelay time.Duration
@@ -276,7 +278,7 @@ func (o *CommitOptions) manifestType() string {
 // Commit writes the working container as an image to dest through
 // copy.Image. The container's new layers are exported first, so an error
 // there leaves dest untouched; an error while copying removes what the copy
-// wrote to a local destination. The container is never changed. Commits to
+// wrote to a local destination, before a retry too. The container is never changed. Commits to
 // one local path take turns, and commits to an OCI layout or dir: directory
 // take turns with other processes' too (see claimLocalDestination); a
 // commit waiting its turn stops when ctx ends.
@@ -330,7 +332,13 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	}
 	defer policy.Destroy() //nolint:errcheck // nothing to report
 
+	reset := retryReset(dest)
+	tried := false
 	manifestBytes, err := withRetries(ctx, opts.RetryCount, opts.RetryDelay, "copying container "+b.ContainerName()+" to "+destName, func() ([]byte, error) {
+		if tried {
+			reset()
+		}
+		tried = true
 		return copy.Image(ctx, policy, dest, ref, opts.copyOptions())
 	})
 	if err != nil {

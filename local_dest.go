@@ -156,13 +156,7 @@ func flockWait(ctx context.Context, d *os.File) error {
 // and path itself if it was not there or was made empty by the lock
 // (created).
 func snapshotDestination(path string, created bool) (undo func()) {
-	before := map[string]bool{}
-	_ = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
-		if err == nil && p != path {
-			before[p] = true
-		}
-		return nil
-	})
+	before := entriesUnder(path)
 	_, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) || (created && len(before) == 0) {
 		return func() {
@@ -171,20 +165,65 @@ func snapshotDestination(path string, created bool) (undo func()) {
 			}
 		}
 	}
-	return func() {
-		var added []string
-		_ = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
-			if err == nil && p != path && !before[p] {
-				added = append(added, p)
+	return func() { removeAdded(path, before) }
+}
+
+// retryReset notes what dest's local path holds and returns a function
+// that puts it back that way before copy.Image tries again: a failed try
+// leaves the blobs it wrote, and containers/image refuses a dir: directory
+// that holds files but no image, and an existing docker-archive file. A
+// file that was not there is removed; a directory stays, as the commit
+// holds it locked. A dir: directory is emptied: the try that failed had
+// emptied it already when it opened it, as containers/image replaces the
+// image a dir: directory holds, and the blobs it wrote may bear the names
+// of the old image's. For other destinations it does nothing.
+func retryReset(dest types.ImageReference) (reset func()) {
+	path := localPath(dest)
+	switch {
+	case path == "":
+		return func() {}
+	case dest.Transport().Name() == "dir":
+		return func() { removeAdded(path, nil) }
+	}
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return func() {
+			if err := os.RemoveAll(path); err != nil {
+				logrus.Warnf("removing %s after a failed try: %v", path, err)
 			}
-			return nil
-		})
-		// Deepest first, so that a directory is empty when its turn comes.
-		slices.Reverse(added)
-		for _, p := range added {
-			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				logrus.Warnf("removing %s after a failed commit: %v", p, err)
-			}
+		}
+	}
+	before := entriesUnder(path)
+	return func() { removeAdded(path, before) }
+}
+
+// entriesUnder lists what the directory path holds, at any depth; nothing
+// for a file.
+func entriesUnder(path string) map[string]bool {
+	entries := map[string]bool{}
+	_ = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil && p != path {
+			entries[p] = true
+		}
+		return nil
+	})
+	return entries
+}
+
+// removeAdded removes what the directory path holds that before does not
+// list.
+func removeAdded(path string, before map[string]bool) {
+	var added []string
+	_ = filepath.WalkDir(path, func(p string, _ fs.DirEntry, err error) error {
+		if err == nil && p != path && !before[p] {
+			added = append(added, p)
+		}
+		return nil
+	})
+	// Deepest first, so that a directory is empty when its turn comes.
+	slices.Reverse(added)
+	for _, p := range added {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			logrus.Warnf("removing %s after a failed commit: %v", p, err)
 		}
 	}
 }
