@@ -332,6 +332,10 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	}
 	defer policy.Destroy() //nolint:errcheck // nothing to report
 
+	copyDest := dest
+	if target.linkInto != "" {
+		copyDest = linkingReference{ImageReference: dest, dir: target.linkInto, blobs: src.blobFiles()}
+	}
 	reset := retryReset(dest)
 	tried := false
 	manifestBytes, err := withRetries(ctx, opts.RetryCount, opts.RetryDelay, "copying container "+b.ContainerName()+" to "+destName, func() ([]byte, error) {
@@ -339,7 +343,7 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 			reset()
 		}
 		tried = true
-		return copy.Image(ctx, policy, dest, ref, opts.copyOptions())
+		return copy.Image(ctx, policy, copyDest, ref, opts.copyOptions())
 	})
 	if err != nil {
 		undo()
@@ -389,7 +393,8 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 
 // exportTarget picks where the new layers are written for dest: straight
 // into the store when dest is the builder's own store, into the layout when
-// dest is an OCI layout, else a private temporary directory.
+// dest is an OCI layout, else a private temporary directory, from which
+// they are linked into a dir: directory on the same filesystem.
 func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemContext) exportTarget {
 	switch dest.Transport().Name() {
 	case is.Transport.Name():
@@ -412,7 +417,16 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 			return exportTarget{blobDir: dir, exportBase: true}
 		}
 		return exportTarget{exportBase: true}
-	case "dir", "oci-archive", "docker-archive":
+	case "dir":
+		// A dir: directory takes blobs as they are unless told to
+		// (de)compress them; then copy.Image writes its own.
+		if sys == nil || (!sys.DirForceCompress && !sys.DirForceDecompress) {
+			if dir := dest.StringWithinTransport(); sameFilesystem(bigFilesDir(sys), dir) {
+				return exportTarget{exportBase: true, linkInto: dir}
+			}
+		}
+		return exportTarget{exportBase: true}
+	case "oci-archive", "docker-archive":
 		return exportTarget{exportBase: true}
 	case "docker":
 		return exportTarget{upload: dest, exportBase: true}

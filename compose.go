@@ -136,7 +136,7 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 // as norm says, reporting progress under id.
 func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.Reader, norm *tarnorm.Options) (exportedLayer, error) {
 	opts := s.ref.opts
-	eopts := s.exportOptions(dir, norm)
+	eopts := s.exportOptions(norm)
 	var progress *progressReader
 	if opts.ExportProgress != nil {
 		progress = &progressReader{r: src, layerID: id, fn: opts.ExportProgress}

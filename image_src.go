@@ -40,6 +40,10 @@ type imageSource struct {
 	// layerInfosForCopy, when non-nil, replaces the manifest's layers for
 	// copying (base layers that can only be served uncompressed).
 	layerInfosForCopy []types.BlobInfo
+	// publish exports blobs as a destination's own: synced, readable by
+	// all. They are written into an OCI layout, or linked into a dir:
+	// directory.
+	publish bool
 
 	originMu sync.Mutex
 	origin   types.ImageSource // opened on first use; the base image's source
@@ -87,6 +91,10 @@ type exportTarget struct {
 	// streamed to while they are exported, so that copy.Image finds them
 	// there instead of uploading them after the export.
 	upload types.ImageReference
+	// linkInto, when set, is a dir: destination on the filesystem of the
+	// source's temporary directory: the blobs exported there are linked
+	// into it once containers/image has opened it (see dir_link.go).
+	linkInto string
 }
 
 var _ types.ImageSource = (*imageSource)(nil)
@@ -116,7 +124,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 	b.mu.Lock()
 	state := b.state // a copy: setters may run while the export does
 	b.mu.Unlock()
-	s := &imageSource{ref: ref, sys: sys, store: b.store, blobs: map[digest.Digest]blob{}}
+	s := &imageSource{ref: ref, sys: sys, store: b.store, blobs: map[digest.Digest]blob{}, publish: target.blobDir != "" || target.linkInto != ""}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -328,6 +336,10 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 	return out, nil
 }
 
+// testHookGetBlob, when set by a test, is called with the digest of each
+// blob copy.Image asks the source for.
+var testHookGetBlob func(digest.Digest)
+
 // testHookExportStarted, when set by a test, is called as each layer's
 // export begins reading it.
 var testHookExportStarted func(layerID string)
@@ -338,16 +350,15 @@ func exportStarted(layerID string) {
 	}
 }
 
-// exportOptions are the options of an export into a blob file in dir,
-// normalised as norm says: the commit's compression, and a blob published
-// (synced, readable by all) when dir is the destination's own blob
-// directory rather than the source's temporary one.
-func (s *imageSource) exportOptions(dir string, norm *tarnorm.Options) layerexport.Options {
+// exportOptions are the options of an export into a blob file, normalised
+// as norm says: the commit's compression, and a blob published (synced,
+// readable by all) when it is the destination's own.
+func (s *imageSource) exportOptions(norm *tarnorm.Options) layerexport.Options {
 	return layerexport.Options{
 		Algorithm: exportAlgorithm(s.ref.opts.Compression),
 		Level:     s.ref.opts.CompressionLevel,
 		Normalize: norm,
-		Publish:   dir != s.tmpDir,
+		Publish:   s.publish,
 	}
 }
 
@@ -364,7 +375,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	if !base {
 		norm = s.normalization(walkedDiff(s.store, l))
 	}
-	eopts := s.exportOptions(dir, norm)
+	eopts := s.exportOptions(norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
 	// The store's diff of a layer whose changes need the ctime check would
 	// miss some; that layer's diff is made here, without the store's lock.
@@ -489,6 +500,9 @@ func (s *imageSource) LayerInfosForCopy(ctx context.Context, instanceDigest *dig
 // GetBlob returns the config or a layer blob, and its size. The caller must
 // close the stream.
 func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache types.BlobInfoCache) (io.ReadCloser, int64, error) {
+	if testHookGetBlob != nil {
+		testHookGetBlob(info.Digest)
+	}
 	if info.Digest == s.configDigest {
 		return io.NopCloser(newBytesReader(s.config)), int64(len(s.config)), nil
 	}
