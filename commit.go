@@ -278,10 +278,10 @@ func (o *CommitOptions) manifestType() string {
 // Commit writes the working container as an image to dest through
 // copy.Image. The container's new layers are exported first, so an error
 // there leaves dest untouched; an error while copying removes what the copy
-// wrote to a local destination, before a retry too. The container is never changed. Commits to
-// one local path take turns, and commits to an OCI layout or dir: directory
-// take turns with other processes' too (see claimLocalDestination); a
-// commit waiting its turn stops when ctx ends.
+// wrote to a local destination, before a retry too. The container is never
+// changed. Commits to one local path take turns, and commits to an OCI
+// layout or dir: directory take turns with other processes' too (see
+// claimLocalDestination); a commit waiting its turn stops when ctx ends.
 func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts CommitOptions) (CommitResult, error) {
 	destName := transports.ImageName(dest)
 	if err := opts.validate(); err != nil {
