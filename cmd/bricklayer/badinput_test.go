@@ -51,6 +51,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"commit", "--compression", "bzip2", "ctr", "x"}, quoted("bzip2")},
 		{[]string{"commit", "--format", "v1", "ctr", "x"}, quoted("v1")},
 		{[]string{"commit", "--jobs", "-1", "ctr", "x"}, "-1"},
+		{[]string{"commit", "--retry", "-1", "ctr", "x"}, "-1"},
+		{[]string{"commit", "--retry-delay", "soon", "ctr", "x"}, quoted("soon")},
 		{[]string{"commit", "--timestamp", "yesterday", "ctr", "x"}, quoted("yesterday")},
 		{[]string{"--log-level", "loud", "containers"}, quoted("loud")},
 		// Owners and modes.

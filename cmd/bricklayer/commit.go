@@ -28,6 +28,8 @@ type commitFlags struct {
 	iidFile            string
 	rm                 bool
 	jobs               int
+	retry              int
+	retryDelay         time.Duration
 	registry           registryFlags
 
 	sourceDateEpoch   int64
@@ -66,7 +68,8 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
   bricklayer commit --format docker work docker-archive:./app.tar:app:1
   bricklayer commit -q --timestamp 0 work myapp
   SOURCE_DATE_EPOCH=1700000000 bricklayer commit --rewrite-timestamps work oci:./out:1
-  bricklayer commit --squash --unsetenv DEBUG work docker://localhost:5000/app:1`,
+  bricklayer commit --squash --unsetenv DEBUG work docker://localhost:5000/app:1
+  bricklayer commit --retry 3 --retry-delay 5s work docker://registry.example.com/app:1`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error { return a.commit(cmd, args, &f) }),
 	}
@@ -97,6 +100,8 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 	fs.StringVar(&f.signPassphrase, "sign-passphrase-file", "", "read the signing key's passphrase from this file")
 	fs.BoolVar(&f.rm, "rm", false, "remove the working container after committing it")
 	fs.IntVar(&f.jobs, "jobs", 0, "layers exported at once (0: the library's default)")
+	fs.IntVar(&f.retry, "retry", 0, "copy again up to this many times after a network or registry failure")
+	fs.DurationVar(&f.retryDelay, "retry-delay", 0, "wait before each retry, such as 500ms or 5s (0: 2s)")
 	f.registry.register(fs)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"oci", "docker"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"none", "gzip", "zstd"}, cobra.ShellCompDirectiveNoFileComp))
@@ -138,6 +143,13 @@ func (f *commitFlags) commitOptions(cmd *cobra.Command) (bricklayer.CommitOption
 	if f.jobs < 0 {
 		return opts, usagef("--jobs %d: must not be negative", f.jobs)
 	}
+	if f.retry < 0 {
+		return opts, usagef("--retry %d: must not be negative", f.retry)
+	}
+	if f.retryDelay < 0 {
+		return opts, usagef("--retry-delay %s: must not be negative", f.retryDelay)
+	}
+	opts.RetryCount, opts.RetryDelay = f.retry, f.retryDelay
 	opts.LayerParallelism = f.jobs
 	if cmd.Flags().Changed("timestamp") {
 		t := time.Unix(f.timestamp, 0).UTC()

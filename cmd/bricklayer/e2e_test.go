@@ -305,6 +305,13 @@ func TestEndToEnd(t *testing.T) {
 	c.fails(2, "give one", "commit", "--squash", "--squash-new-layers", "e2e", "oci:"+filepath.Join(tmp, "nope"))
 	c.fails(1, "needs gpgme", "commit", "--sign-by", "ABCDEF", "e2e", "oci:"+filepath.Join(tmp, "nope"))
 	c.fails(2, "give one", "commit", "--sign-by", "ABCDEF", "--sign-by-openpgp-key", "k", "e2e", "oci:"+filepath.Join(tmp, "nope"))
+	// A registry that refuses connections: tried three times, each retry
+	// announced, and the error says how many tries were made.
+	_, stderr, code = c.run("commit", "--retry", "2", "--retry-delay", "10ms", "e2e", "docker://127.0.0.1:1/e2e:1")
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	if code != 1 || len(lines) != 3 || strings.Count(stderr, "retrying in 10ms") != 2 || !strings.HasSuffix(lines[2], "connection refused (after 3 tries)") {
+		t.Errorf("commit --retry 2 to a closed port: exit %d, stderr:\n%s\nwant exit 1, two retries, then the error after 3 tries", code, stderr)
+	}
 
 	// from an image we made, then rm everything
 	second := strings.TrimSpace(c.ok("from", "e2eimg"))
