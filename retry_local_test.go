@@ -21,9 +21,8 @@ import (
 // a container whose base layer is served from the registry it was pulled
 // from, through a proxy that fails the first read of that layer after
 // copy.Image has written the new layer to the destination. The retry must
-// find the destination as it was before the failed try: a dir: directory
-// holding a blob and no version file is refused by containers/image, and an
-// existing docker-archive file too.
+// find the destination as it was before the failed try: containers/image
+// refuses a dir: directory holding a blob and no version file.
 func TestCommitRetriesIntoLocalDestination(t *testing.T) {
 	reg := startRegistry(t, t.TempDir())
 	env := newTestEnv(t)
