@@ -421,7 +421,7 @@ func (b *Builder) exportTarget(dest types.ImageReference, sys *types.SystemConte
 		// A dir: directory takes blobs as they are unless told to
 		// (de)compress them; then copy.Image writes its own.
 		if sys == nil || (!sys.DirForceCompress && !sys.DirForceDecompress) {
-			if dir := dest.StringWithinTransport(); sameFilesystem(bigFilesDir(sys), dir) {
+			if dir := localPath(dest); sameFilesystem(bigFilesDir(sys), dir) {
 				return exportTarget{exportBase: true, linkInto: dir}
 			}
 		}

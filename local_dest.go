@@ -185,15 +185,7 @@ func retryReset(dest types.ImageReference) (reset func()) {
 	case dest.Transport().Name() == "dir":
 		return func() { removeAdded(path, nil) }
 	}
-	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-		return func() {
-			if err := os.RemoveAll(path); err != nil {
-				logrus.Warnf("removing %s after a failed try: %v", path, err)
-			}
-		}
-	}
-	before := entriesUnder(path)
-	return func() { removeAdded(path, before) }
+	return snapshotDestination(path, false)
 }
 
 // entriesUnder lists what the directory path holds, at any depth; nothing
