@@ -87,6 +87,17 @@ type CommitOptions struct {
 	// until the diff is closed (additional, read-only layer stores take a
 	// shared lock instead).
 	LayerParallelism int
+	// BlobCacheDir, when set, is a directory (created if need be) that keeps
+	// the compressed blobs of the base image's layers that a commit
+	// exports, for the next commit on the same base to take instead of
+	// compressing them again: into a new OCI layout, a dir: directory, an
+	// archive, or a registry that lacks them. A blob is kept under its
+	// layer's diffID, compression, level and compressor version, so a
+	// commit makes the same image with the cache as without it, and each
+	// blob is checked before it is taken. Commits may share the directory;
+	// nothing in it is ever removed but a blob that fails its check. An
+	// uncompressed commit does not use it, nor do the new layers.
+	BlobCacheDir string
 
 	// Squash writes the image as a single layer holding the container's whole
 	// tree, base image included (and ExtraImageContent); the base image's

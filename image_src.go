@@ -66,6 +66,10 @@ type imageSource struct {
 	// blob that it pairs with a base layer needs no decompression to be
 	// taken.
 	blobCache types.BlobInfoCache
+
+	// layerCache, when set, keeps the compressed blobs of base layers for
+	// the next commit (see blob_cache.go).
+	layerCache *blobCache
 }
 
 // exportTarget says where a commit's new layers go. The zero value means
@@ -174,6 +178,11 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 			dir = s.tmpDir
 		}
 		s.blobCache = blobinfocache.DefaultCache(sys)
+		if ref.opts.BlobCacheDir != "" && compression != CompressionNone {
+			if s.layerCache, err = openBlobCache(ref.opts.BlobCacheDir, s.exportOptions(nil)); err != nil {
+				return nil, fmt.Errorf("committing container %s: %w", state.ContainerName, err)
+			}
+		}
 		if ref.opts.composesLayers() {
 			exported, base, err = s.exportComposed(ctx, dir, ctr, chain, base)
 		} else {
@@ -316,6 +325,10 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 				out[i] = el
 				return nil
 			}
+			if el, ok := s.takeCachedBlob(gctx, dir, job); ok {
+				out[i] = el
+				return nil
+			}
 			d, path, err := s.exportLayer(gctx, dir, job.layer, job.base)
 			if err != nil {
 				return err
@@ -325,6 +338,9 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 			}
 			if d.Digest != d.DiffID {
 				s.blobCache.RecordDigestUncompressedPair(d.Digest, d.DiffID)
+			}
+			if job.base && s.layerCache != nil {
+				s.layerCache.add(path, d)
 			}
 			out[i] = exportedLayer{Digests: d, path: path}
 			return nil

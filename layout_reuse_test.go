@@ -10,6 +10,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/pkg/blobinfocache"
+	"go.podman.io/image/v5/transports"
+	"go.podman.io/image/v5/types"
 )
 
 // layoutReuseEnv is a container on a one-layer store image (stored
@@ -67,19 +69,26 @@ func (e *layoutReuseEnv) paired(blob string) bool {
 // returns its layers and whether the base layer was exported.
 func (e *layoutReuseEnv) commit(t *testing.T, dir, tag string, c Compression) (layers []string, baseExported bool) {
 	t.Helper()
+	return e.commitTo(t, ociRef(t, dir, tag), CommitOptions{Compression: c})
+}
+
+// commitTo commits the container to ref with opts (and the env's
+// SystemContext), as commit does.
+func (e *layoutReuseEnv) commitTo(t *testing.T, ref types.ImageReference, opts CommitOptions) (layers []string, baseExported bool) {
+	t.Helper()
 	e.mu.Lock()
 	e.exported = nil
 	e.mu.Unlock()
-	ref := ociRef(t, dir, tag)
-	res, err := e.b.Commit(e.ctx, ref, CommitOptions{SystemContext: e.sys, Compression: c})
+	opts.SystemContext = e.sys
+	res, err := e.b.Commit(e.ctx, ref, opts)
 	if err != nil {
-		t.Fatalf("%s: %v", tag, err)
+		t.Fatalf("%s: %v", transports.ImageName(ref), err)
 	}
-	checkResult(t, res, checkImage(t, ref, wantImage{Layers: 2, LayerMediaType: layerMediaType(v1.MediaTypeImageManifest, c)}))
+	checkResult(t, res, checkImageWith(t, ref, e.sys, wantImage{Layers: 2, LayerMediaType: layerMediaType(v1.MediaTypeImageManifest, opts.Compression)}))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !slices.ContainsFunc(e.exported, func(id string) bool { return id != e.base.LayerID }) {
-		t.Errorf("%s: the new layer was not exported (exported %v)", tag, e.exported)
+		t.Errorf("%s: the new layer was not exported (exported %v)", transports.ImageName(ref), e.exported)
 	}
 	return layerDigests(t, res.Manifest), slices.Contains(e.exported, e.base.LayerID)
 }

@@ -15,7 +15,9 @@
 #   base4   a buildah image of 4 layers in the peer store, a container on it
 #           adding a fifth, both tools committing it (peer.sh commit)
 #   again   both tools committing the base4 container into an OCI layout
-#           that holds an earlier commit of it (base layers there already)
+#           that holds an earlier commit of it (base layers there already),
+#           and into a new layout, ours with a --blob-cache that an earlier
+#           commit filled
 #   sweep   commit time against layer size for both tools: one mktree.sh tree
 #           per size in $SWEEP_SIZES, peer.sh setup + commit on them
 #   plot    $BENCH_OUT/sweep.png from $BENCH_OUT/sweep.tsv (gnuplot)
@@ -217,7 +219,9 @@ timed() {
 # layout that holds an earlier commit of it, a new tag each run, each tool
 # into its own layout (filled by one untimed commit first), interleaved run
 # by run. buildah compresses every layer again; bricklayer reads back the
-# base layers the layout holds and compresses only the new one.
+# base layers the layout holds and compresses only the new one. Then each
+# tool into a new layout every run, ours with a blob cache filled by one
+# untimed commit: it takes the base layers' blobs from there.
 step_again() {
   have_buildah "the again step" || return 0
   [ -n "$BUILT" ] || step_build
@@ -236,8 +240,19 @@ step_again() {
     ours=$(timed "$BIN" "${PEER_STORAGE[@]}" commit -q --compression=gzip bench-wl-base4 "oci:$ol:$i")
     printf 'base4\tgzip\tlayout\t%s\t%s\t%s\n' "$i" "$ours" "$theirs" >> "$tsv"
   done
+  local cache=$BENCH_WORK/blob-cache
+  rm -rf "$ol" "$bl" "$cache"
+  "$BIN" "${PEER_STORAGE[@]}" commit -q --compression=gzip --blob-cache "$cache" bench-wl-base4 "oci:$ol:0" >/dev/null
+  for ((i = 1; i <= RUNS; i++)); do
+    rm -rf "$ol" "$bl"
+    sync
+    theirs=$(timed "${PEER_BUILDAH[@]}" commit -q --disable-compression=false bench-wl-base4 "oci:$bl:$i")
+    sync
+    ours=$(timed "$BIN" "${PEER_STORAGE[@]}" commit -q --compression=gzip --blob-cache "$cache" bench-wl-base4 "oci:$ol:$i")
+    printf 'base4\tgzip\tcached\t%s\t%s\t%s\n' "$i" "$ours" "$theirs" >> "$tsv"
+  done
   summarize "$tsv" "wl comp dest runs ours_s buildah_s ours/buildah" | tee "$BENCH_OUT/again.txt"
-  rm -rf "$ol" "$bl"
+  rm -rf "$ol" "$bl" "$cache"
 }
 
 # wl_dir W: the tree of peer.sh workload W, as peer.sh finds it

@@ -30,6 +30,7 @@ type commitFlags struct {
 	jobs               int
 	retry              int
 	retryDelay         time.Duration
+	blobCache          string
 	registry           registryFlags
 
 	sourceDateEpoch   int64
@@ -69,7 +70,8 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
   bricklayer commit -q --timestamp 0 work myapp
   SOURCE_DATE_EPOCH=1700000000 bricklayer commit --rewrite-timestamps work oci:./out:1
   bricklayer commit --squash --unsetenv DEBUG work docker://localhost:5000/app:1
-  bricklayer commit --retry 3 --retry-delay 5s work docker://registry.example.com/app:1`,
+  bricklayer commit --retry 3 --retry-delay 5s work docker://registry.example.com/app:1
+  bricklayer commit --blob-cache ~/.cache/bricklayer work oci-archive:./app.tar:1`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: runE(func(cmd *cobra.Command, args []string) error { return a.commit(cmd, args, &f) }),
 	}
@@ -102,6 +104,7 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 	fs.IntVar(&f.jobs, "jobs", 0, "layers exported at once (0: the library's default)")
 	fs.IntVar(&f.retry, "retry", 0, "copy again up to this many times after a network or registry failure")
 	fs.DurationVar(&f.retryDelay, "retry-delay", 0, "wait before each retry, such as 500ms or 5s (0: 2s)")
+	fs.StringVar(&f.blobCache, "blob-cache", "", "keep the base image's compressed layers in this directory, and take them from there next time")
 	f.registry.register(fs)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"oci", "docker"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"none", "gzip", "zstd"}, cobra.ShellCompDirectiveNoFileComp))
@@ -151,6 +154,7 @@ func (f *commitFlags) commitOptions(cmd *cobra.Command) (bricklayer.CommitOption
 	}
 	opts.RetryCount, opts.RetryDelay = f.retry, f.retryDelay
 	opts.LayerParallelism = f.jobs
+	opts.BlobCacheDir = f.blobCache
 	if cmd.Flags().Changed("timestamp") {
 		t := time.Unix(f.timestamp, 0).UTC()
 		opts.HistoryTimestamp = &t

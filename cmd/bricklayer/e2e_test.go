@@ -319,6 +319,18 @@ func TestEndToEnd(t *testing.T) {
 	if ci.FromImageID != storeID {
 		t.Errorf("from e2eimg: base image %s, want %s", ci.FromImageID, storeID)
 	}
+	// --blob-cache: the second commit on e2eimg takes the base layer's
+	// blob from the cache, and makes the same image.
+	cache := filepath.Join(tmp, "blob-cache")
+	cachedID := c.ok("commit", "-q", "--timestamp", "0", "--blob-cache", cache, second, "oci:"+filepath.Join(tmp, "cached-1")+":1")
+	if entries, _ := filepath.Glob(filepath.Join(cache, "layers", "*.json")); len(entries) != 1 {
+		t.Errorf("blob cache entries after a commit on a one-layer image: %v, want one", entries)
+	}
+	stdout, stderr, code = c.run("--log-level", "debug", "commit", "-q", "--timestamp", "0", "--blob-cache", cache, second, "oci:"+filepath.Join(tmp, "cached-2")+":1")
+	if code != 0 || stdout != cachedID || !strings.Contains(stderr, "taken from blob cache") {
+		t.Errorf("commit again with --blob-cache: exit %d, ID %q (want %q), stderr:\n%s\nwant the base layer taken from the cache", code, stdout, cachedID, stderr)
+	}
+	c.fails(1, "blob cache", "commit", "--blob-cache", filepath.Join(tmp, "cached-1", "index.json"), second, "oci:"+filepath.Join(tmp, "nope"))
 	c.fails(1, "containers", "rmi", "e2eimg")
 	c.ok("rm", "e2e", second)
 	if out := c.ok("containers", "-q"); out != "" {
