@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
@@ -236,5 +237,71 @@ func TestBlobCacheForRegistries(t *testing.T) {
 	}
 	if !slices.Equal(second, first) {
 		t.Errorf("layers %v in the second registry, want %v", second, first)
+	}
+}
+
+// TestBlobCacheOnAnotherFilesystem keeps the cache on a tmpfs: blobs are
+// copied in and out instead of linked, with the same result. A cache whose
+// filesystem is full costs the commit nothing but the cache's entry: the
+// commit succeeds, warns, and leaves no temporary file in the cache.
+func TestBlobCacheOnAnotherFilesystem(t *testing.T) {
+	e := newLayoutReuseEnv(t)
+	fs := mountTmpfs(t, t.TempDir(), "64m")
+	opts := CommitOptions{Compression: CompressionGzip, BlobCacheDir: filepath.Join(fs, "cache")}
+
+	first, exported := e.commitTo(t, ociRef(t, e.dir(t, "first"), "1"), opts)
+	if !exported {
+		t.Fatalf("the base layer was not exported on the first commit")
+	}
+	layout := e.dir(t, "second")
+	second, exported := e.commitTo(t, ociRef(t, layout, "1"), opts)
+	if exported || !slices.Equal(second, first) {
+		t.Errorf("layers %v (base exported: %v), want %v from the cache", second, exported, first)
+	}
+	for _, path := range []string{
+		filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(first[0], "sha256:")),
+		e.cachedBlob(t, opts.BlobCacheDir, CompressionGzip),
+	} {
+		var st syscall.Stat_t
+		if err := syscall.Stat(path, &st); err != nil || st.Nlink != 1 {
+			t.Errorf("%s: %v, %d links, want a copy of its own", path, err, st.Nlink)
+		}
+	}
+
+	// Full: a cache on the tmpfs, then a file that takes the space left.
+	full := CommitOptions{Compression: CompressionGzip, BlobCacheDir: filepath.Join(fs, "full")}
+	if _, err := openBlobCache(full.BlobCacheDir, layerexport.Options{Algorithm: layerexport.Gzip}); err != nil {
+		t.Fatal(err)
+	}
+	fillFilesystem(t, filepath.Join(fs, "filler"))
+	if _, exported := e.commitTo(t, ociRef(t, e.dir(t, "full"), "1"), full); !exported {
+		t.Errorf("into a full cache: the base layer was not exported")
+	}
+	if got := e.cachedBlob(t, full.BlobCacheDir, CompressionGzip); got != "" {
+		t.Errorf("the full cache records blob %s", got)
+	}
+	for _, d := range []string{filepath.Join(full.BlobCacheDir, "blobs", "sha256"), filepath.Join(full.BlobCacheDir, "layers")} {
+		if left, _ := os.ReadDir(d); len(left) > 0 {
+			t.Errorf("files left in %s: %v", d, left)
+		}
+	}
+}
+
+// fillFilesystem writes path until its filesystem has no space left.
+func fillFilesystem(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
+		}
 	}
 }
