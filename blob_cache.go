@@ -108,38 +108,48 @@ func (c *blobCache) lookup(diffID digest.Digest) (layoutBlob, bool) {
 // An entry whose blob fails the check is removed.
 func (c *blobCache) take(ctx context.Context, b layoutBlob, dir string, comp Compression, diffID digest.Digest, paired, publish bool) (string, bool) {
 	tmp, err := placeFile(b.path, dir, ".cached-*.partial")
-	if err != nil {
-		logrus.Debugf("blob cache %s: placing blob %s in %s: %v", c.dir, b.Digest, dir, err)
-		return "", false
+	if err == nil {
+		err = c.check(ctx, layoutBlob{Descriptor: b.Descriptor, path: tmp}, comp, diffID, paired)
 	}
-	ok, err := holdsLayer(ctx, layoutBlob{Descriptor: b.Descriptor, path: tmp}, comp, diffID, paired)
-	if err != nil && ctx.Err() == nil {
-		// A blob that does not decompress does not hold the layer.
-		logrus.Debugf("blob cache %s: reading blob %s: %v", c.dir, b.Digest, err)
-		ok, err = false, nil
-	}
-	if err == nil && !ok {
-		logrus.Warnf("blob cache %s: blob %s does not hold layer %s as its entry says; removed, the layer is exported again", c.dir, b.Digest, diffID)
-		os.Remove(c.entryPath(diffID))
-		os.Remove(b.path)
-	}
-	if err == nil && ok && publish {
+	if err == nil && publish {
 		err = syncFile(tmp)
 	}
 	path := filepath.Join(dir, b.Digest.Encoded())
-	if err == nil && ok {
+	if err == nil {
 		err = os.Rename(tmp, path)
-		// A rename onto another link of the same file leaves both.
+	}
+	if tmp != "" {
+		// Gone after a rename, unless path was another link of the same
+		// file: rename then leaves both.
 		os.Remove(tmp)
 	}
-	if err != nil || !ok {
-		if err != nil {
-			logrus.Debugf("blob cache %s: taking blob %s of layer %s: %v", c.dir, b.Digest, diffID, err)
-		}
-		os.Remove(tmp)
+	if err != nil {
+		logrus.Debugf("blob cache %s: taking blob %s of layer %s: %v", c.dir, b.Digest, diffID, err)
 		return "", false
 	}
 	return path, true
+}
+
+// check says why b, a cached blob placed for the commit, cannot be taken for
+// the layer with diffID, or nil if it can. An entry whose blob does not
+// hold the layer is removed.
+func (c *blobCache) check(ctx context.Context, b layoutBlob, comp Compression, diffID digest.Digest, paired bool) error {
+	ok, err := holdsLayer(ctx, b, comp, diffID, paired)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if ok && err == nil {
+		return nil
+	}
+	// A blob that does not decompress does not hold the layer either.
+	why := "its digest or its diffID differs"
+	if err != nil {
+		why = err.Error()
+	}
+	logrus.Warnf("blob cache %s: blob %s does not hold layer %s as its entry says (%s); removed, the layer is exported again", c.dir, b.Digest, diffID, why)
+	os.Remove(c.entryPath(diffID))
+	os.Remove(c.blobPath(b.Digest))
+	return fmt.Errorf("blob %s does not hold layer %s", b.Digest, diffID)
 }
 
 // add records the blob at path, just exported for the layer of d.DiffID.
