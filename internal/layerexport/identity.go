@@ -8,6 +8,12 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
+// identityFormat is part of every identity. Change it when this package
+// changes the bytes it writes for a reason Identity does not name (a gzip
+// header field, a zstd frame option), so that blobs kept under the old
+// identities are no longer taken for the new ones.
+const identityFormat = "layerexport 1"
+
 // Identity names everything that decides the bytes of a blob exported with
 // opts from a given tar stream: the algorithm, its level, the fixed
 // parameters above and the versions of the compressor modules. Two exports
@@ -17,21 +23,21 @@ func (o Options) Identity() string {
 	level := o.Level
 	switch o.Algorithm {
 	case None:
-		return "none"
+		return identityFormat + ", none"
 	case Gzip:
 		if level == 0 {
 			level = DefaultGzipLevel
 		}
-		return fmt.Sprintf("gzip level %d, blocks %d x %d, %s", level, gzipBlocks, gzipBlockSize, compressorModules())
+		return fmt.Sprintf("%s, gzip level %d, blocks %d x %d, %s", identityFormat, level, gzipBlocks, gzipBlockSize, compressorModules())
 	case Zstd:
 		// zstd's levels map onto fewer encoder levels, which decide the bytes.
 		enc := zstd.SpeedDefault
 		if level != 0 {
 			enc = zstd.EncoderLevelFromZstd(level)
 		}
-		return fmt.Sprintf("zstd %s, window %d, %s", enc, zstdWindowSize, compressorModules())
+		return fmt.Sprintf("%s, zstd %s, window %d, %s", identityFormat, enc, zstdWindowSize, compressorModules())
 	}
-	return o.Algorithm.String()
+	return identityFormat + ", " + o.Algorithm.String()
 }
 
 // compressorModules lists the versions of the modules that compress, as
