@@ -305,3 +305,33 @@ func fillFilesystem(t *testing.T, path string) {
 		}
 	}
 }
+
+// TestBlobCacheConcurrentCommits commits one container four times at once,
+// each into a layout of its own, all with one empty cache: every commit
+// succeeds, and the cache ends with one entry and one blob for the base
+// layer, whole, which the next commit takes.
+func TestBlobCacheConcurrentCommits(t *testing.T) {
+	e := newLayoutReuseEnv(t)
+	opts := CommitOptions{SystemContext: e.sys, Compression: CompressionGzip, BlobCacheDir: e.dir(t, "cache")}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := e.b.Commit(e.ctx, ociRef(t, e.dir(t, "layout"), "1"), opts)
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent commit: %v", err)
+		}
+	}
+	for _, sub := range []string{"layers", filepath.Join("blobs", "sha256")} {
+		entries, err := os.ReadDir(filepath.Join(opts.BlobCacheDir, sub))
+		if err != nil || len(entries) != 1 {
+			t.Errorf("%s of the cache: %v (%v), want one file", sub, entries, err)
+		}
+	}
+	if layers, exported := e.commitTo(t, ociRef(t, e.dir(t, "after"), "1"), opts); exported {
+		t.Errorf("the base layer was exported after four commits filled the cache (layers %v)", layers)
+	}
+}
