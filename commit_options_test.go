@@ -238,7 +238,13 @@ func TestCommitLayerOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			img := checkImage(t, dest, wantImage{Layers: tc.layers})
+			want := wantImage{Layers: tc.layers}
+			if !tc.storage {
+				// Every layer, the base image's too, has the commit's
+				// compression (the default, gzip).
+				want.LayerMediaType = layerMediaType(tc.opts.manifestType(), CompressionGzip)
+			}
+			img := checkImage(t, dest, want)
 			checkResult(t, res, img)
 			compareTrees(t, tc.want, img.Tree)
 			if len(img.Layers) != tc.layers {

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
+	"golang.org/x/sync/errgroup"
 )
 
 // This file writes the new layers of a commit whose options reshape them:
@@ -19,6 +20,40 @@ import (
 // extraContentLayerID is the LayerProgress.LayerID of the layer that
 // ExtraImageContent makes.
 const extraContentLayerID = "extra-content"
+
+// exportComposedWithBase runs exportComposed and, beside it, exports the
+// base layers the image keeps as a commit that does not compose its layers
+// exports them (baseJobs): compressed as the new ones, rather than left to
+// copy.Image, which would copy them uncompressed into a local destination
+// or compress them one stream each for a registry. It returns the new
+// layers, the base layers kept, and those of them exported, by index.
+func (s *imageSource) exportComposedWithBase(ctx context.Context, dir string, target exportTarget, ctr *storage.Container, chain []*storage.Layer, base []baseLayer, c Compression, serveOrigin bool) ([]exportedLayer, []baseLayer, map[int]exportedLayer, error) {
+	kept := base
+	if s.ref.opts.Squash {
+		kept = nil
+	}
+	jobs := s.baseJobs(target, chain, kept, s.ref.opts.manifestType(), c, serveOrigin)
+	g, gctx := errgroup.WithContext(ctx)
+	var exported, baseOut []exportedLayer
+	if len(jobs) > 0 {
+		g.Go(func() (err error) {
+			baseOut, err = s.exportLayers(gctx, dir, jobs)
+			return err
+		})
+	}
+	g.Go(func() (err error) {
+		exported, kept, err = s.exportComposed(gctx, dir, ctr, chain, base)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, nil, nil, err
+	}
+	baseExported := map[int]exportedLayer{}
+	for i, el := range baseOut {
+		baseExported[indexOfLayer(kept, jobs[i].layer.ID)] = el
+	}
+	return exported, kept, baseExported, nil
+}
 
 // exportComposed exports into dir the layers the options ask for, and
 // returns them with the base layers the image keeps: none for Squash, whose

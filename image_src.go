@@ -184,7 +184,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 			}
 		}
 		if ref.opts.composesLayers() {
-			exported, base, err = s.exportComposed(ctx, dir, ctr, chain, base)
+			exported, base, baseExported, err = s.exportComposedWithBase(ctx, dir, target, ctr, chain, base, compression, serveOrigin)
 		} else {
 			jobs := s.baseJobs(target, chain, base, ref.opts.manifestType(), compression, serveOrigin)
 			nBase := len(jobs)
