@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	digest "github.com/opencontainers/go-digest"
@@ -65,8 +67,32 @@ func openBlobCache(dir string, opts layerexport.Options) (*blobCache, error) {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("preparing blob cache %s: %w", dir, err)
 		}
+		removeStalePartials(filepath.Join(dir, sub))
 	}
 	return &blobCache{dir: dir, exporter: opts.Identity()}, nil
+}
+
+// stalePartialAge is how old a temporary file of the cache must be to be
+// taken for one that a killed commit left, not one being written.
+const stalePartialAge = time.Hour
+
+// removeStalePartials removes the temporary files in dir that commits
+// killed before they could remove them left there.
+func removeStalePartials(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".partial") {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > stalePartialAge {
+			logrus.Debugf("blob cache: removing %s, left by a commit that did not end", filepath.Join(dir, name))
+			os.Remove(filepath.Join(dir, name))
+		}
+	}
 }
 
 func (c *blobCache) entryPath(diffID digest.Digest) string {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	"go.podman.io/image/v5/transports/alltransports"
@@ -333,5 +334,42 @@ func TestBlobCacheConcurrentCommits(t *testing.T) {
 	}
 	if layers, exported := e.commitTo(t, ociRef(t, e.dir(t, "after"), "1"), opts); exported {
 		t.Errorf("the base layer was exported after four commits filled the cache (layers %v)", layers)
+	}
+}
+
+// TestBlobCacheRemovesStalePartials leaves temporary files in a cache, as
+// a killed commit would: those older than an hour go when a commit opens
+// the cache, a fresh one (a commit writing it now) stays.
+func TestBlobCacheRemovesStalePartials(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := openBlobCache(dir, layerexport.Options{Algorithm: layerexport.Gzip}); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	stale := []string{filepath.Join(dir, "blobs", "sha256", ".add-1.partial"), filepath.Join(dir, "layers", ".entry-1.partial")}
+	fresh := filepath.Join(dir, "blobs", "sha256", ".add-2.partial")
+	kept := filepath.Join(dir, "layers", "old-but-not-partial.json")
+	for _, p := range append(stale, fresh, kept) {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if p != fresh {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := openBlobCache(dir, layerexport.Options{Algorithm: layerexport.Gzip}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range stale {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: %v, want it removed", p, err)
+		}
+	}
+	for _, p := range []string{fresh, kept} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: %v, want it kept", p, err)
+		}
 	}
 }
