@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -68,6 +69,15 @@ func TestCommitTakesBaseLayersFromBlobCache(t *testing.T) {
 		t.Fatalf("layers %v without the cache, %v with it", without, first)
 	}
 
+	var mu sync.Mutex
+	var taken []LayerProgress
+	with.ExportProgress = func(p LayerProgress) {
+		if p.Taken != "" {
+			mu.Lock()
+			taken = append(taken, p)
+			mu.Unlock()
+		}
+	}
 	layout := e.dir(t, "second")
 	for _, dest := range []string{
 		"oci:" + layout + ":1",
@@ -81,7 +91,14 @@ func TestCommitTakesBaseLayersFromBlobCache(t *testing.T) {
 		if !slices.Equal(layers, first) {
 			t.Errorf("%s: layers %v, want %v as without the cache", dest, layers, first)
 		}
+		mu.Lock()
+		if len(taken) != 1 || taken[0].LayerID != e.base.LayerID || taken[0].Taken != TakenBlobCache || taken[0].Digest.String() != first[0] || !taken[0].Done {
+			t.Errorf("%s: reports of blobs taken %+v, want one for base layer %s, from the blob cache, blob %s", dest, taken, e.base.LayerID, first[0])
+		}
+		taken = nil
+		mu.Unlock()
 	}
+	with.ExportProgress = nil
 	// The blob is a file of the layout's own, readable by all.
 	if fi, err := os.Stat(filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(first[0], "sha256:"))); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("the base layer's blob in %s: %v, %v, want mode 0644", layout, err, fi)

@@ -70,8 +70,11 @@ type CommitOptions struct {
 	// ReportWriter receives copy.Image's progress; nil is quiet.
 	ReportWriter io.Writer
 	// ExportProgress, when set, is called while the container's new layers
-	// are exported, before anything is copied: after every read of a layer's
-	// diff, and once with Done set when its blob is complete. Layers are
+	// (and the base layers the commit exports) are exported, before
+	// anything is copied: after every read of a layer's diff, and once with
+	// Done set when its blob is complete. A base layer whose blob is taken
+	// from the destination's layout or the blob cache instead gets one
+	// report, Done, with Taken saying where from. Layers are
 	// exported concurrently, so it must be safe to call from several
 	// goroutines, and it should return quickly.
 	ExportProgress func(LayerProgress)

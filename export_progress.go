@@ -21,7 +21,19 @@ type LayerProgress struct {
 	Done   bool
 	Digest digest.Digest
 	Size   int64
+	// Taken, set on a base layer's only report (Done, nothing read), says
+	// where its blob was taken from instead of being exported: TakenLayout
+	// or TakenBlobCache.
+	Taken string
 }
+
+// Where a base layer's blob was taken from (LayerProgress.Taken).
+const (
+	// TakenLayout is the OCI layout destination, which held the blob.
+	TakenLayout = "layout"
+	// TakenBlobCache is CommitOptions.BlobCacheDir.
+	TakenBlobCache = "blob cache"
+)
 
 // progressReader reports the bytes read through it to fn.
 type progressReader struct {

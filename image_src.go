@@ -323,10 +323,12 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 		g.Go(func() error {
 			if el, ok := s.takeLayoutBlob(gctx, job); ok {
 				out[i] = el
+				s.reportTaken(job.layer.ID, el, TakenLayout)
 				return nil
 			}
 			if el, ok := s.takeCachedBlob(gctx, dir, job); ok {
 				out[i] = el
+				s.reportTaken(job.layer.ID, el, TakenBlobCache)
 				return nil
 			}
 			d, path, err := s.exportLayer(gctx, dir, job.layer, job.base)
@@ -350,6 +352,14 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 		return nil, err
 	}
 	return out, nil
+}
+
+// reportTaken reports to ExportProgress that layer id's blob el was taken
+// from where, not exported.
+func (s *imageSource) reportTaken(id string, el exportedLayer, where string) {
+	if fn := s.ref.opts.ExportProgress; fn != nil {
+		fn(LayerProgress{LayerID: id, Done: true, Digest: el.Digest, Size: el.Size, Taken: where})
+	}
 }
 
 // testHookGetBlob, when set by a test, is called with the digest of each

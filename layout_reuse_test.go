@@ -80,6 +80,19 @@ func (e *layoutReuseEnv) commitTo(t *testing.T, ref types.ImageReference, opts C
 	e.exported = nil
 	e.mu.Unlock()
 	opts.SystemContext = e.sys
+	// A base layer not exported is reported taken, once.
+	var reportedTaken []string
+	progress := opts.ExportProgress
+	opts.ExportProgress = func(p LayerProgress) {
+		if p.Taken != "" {
+			e.mu.Lock()
+			reportedTaken = append(reportedTaken, p.LayerID)
+			e.mu.Unlock()
+		}
+		if progress != nil {
+			progress(p)
+		}
+	}
 	res, err := e.b.Commit(e.ctx, ref, opts)
 	if err != nil {
 		t.Fatalf("%s: %v", transports.ImageName(ref), err)
@@ -90,7 +103,11 @@ func (e *layoutReuseEnv) commitTo(t *testing.T, ref types.ImageReference, opts C
 	if !slices.ContainsFunc(e.exported, func(id string) bool { return id != e.base.LayerID }) {
 		t.Errorf("%s: the new layer was not exported (exported %v)", transports.ImageName(ref), e.exported)
 	}
-	return layerDigests(t, res.Manifest), slices.Contains(e.exported, e.base.LayerID)
+	baseExported = slices.Contains(e.exported, e.base.LayerID)
+	if opts.Compression != CompressionNone && baseExported == slices.Equal(reportedTaken, []string{e.base.LayerID}) {
+		t.Errorf("%s: base layer exported: %v, reported taken: %v", transports.ImageName(ref), baseExported, reportedTaken)
+	}
+	return layerDigests(t, res.Manifest), baseExported
 }
 
 // TestLayoutReusesCompressedBaseLayers commits a container on a store image

@@ -53,6 +53,7 @@ type layerLine struct {
 	done       bool
 	blob       string
 	size       int64
+	taken      string // where the blob was taken from, if it was not exported
 }
 
 func newExportProgress(w io.Writer) *exportProgress {
@@ -78,7 +79,7 @@ func (p *exportProgress) update(ev bricklayer.LayerProgress) {
 	}
 	l.read = ev.Read
 	if ev.Done {
-		l.done, l.end, l.blob, l.size = true, now, ev.Digest.String(), ev.Size
+		l.done, l.end, l.blob, l.size, l.taken = true, now, ev.Digest.String(), ev.Size, ev.Taken
 	} else if now.Sub(p.last) < redrawEvery {
 		return
 	}
@@ -109,6 +110,9 @@ func (l *layerLine) render(now time.Time) string {
 	id := shortID(l.id)
 	if !l.done {
 		return fmt.Sprintf("Exporting layer %s  %10s  %12s", id, units.BytesSize(float64(l.read)), rate(l.read, now.Sub(l.start)))
+	}
+	if l.taken != "" {
+		return fmt.Sprintf("Reused    layer %s  from the %s -> %s (%s)", id, l.taken, shortDigest(l.blob), units.BytesSize(float64(l.size)))
 	}
 	d := l.end.Sub(l.start)
 	return fmt.Sprintf("Exported  layer %s  %10s  %12s  in %s -> %s (%s)", id, units.BytesSize(float64(l.read)),

@@ -61,4 +61,13 @@ func TestExportProgress(t *testing.T) {
 		strings.Join(lines[0], " ") != "Exported layer aaaaaaaaaaaa 3MiB 2.97MiB/s in 1.01s -> sha256:cccccccccccc (1MiB)" {
 		t.Fatalf("a layer done is drawn at once: %q", out.String())
 	}
+
+	// A base layer taken from the blob cache: one report, drawn at once.
+	out.Reset()
+	p.update(bricklayer.LayerProgress{LayerID: strings.Repeat("d", 64), Done: true, Digest: digest.Digest("sha256:" + strings.Repeat("e", 64)), Size: 2 << 20, Taken: bricklayer.TakenBlobCache})
+	up, lines = drawing(t, out.String())
+	if up != "\x1b[2A" || len(lines) != 3 ||
+		strings.Join(lines[2], " ") != "Reused layer dddddddddddd from the blob cache -> sha256:eeeeeeeeeeee (2MiB)" {
+		t.Fatalf("a layer taken from the cache: %q", out.String())
+	}
 }
