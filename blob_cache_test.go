@@ -167,33 +167,27 @@ func TestBlobCacheChecksTheBlob(t *testing.T) {
 			replaceFile(t, blob, []byte("short"))
 		}},
 	} {
-		for _, forget := range []bool{false, true} {
-			name := tc.name
+		withAndWithoutPairs(t, tc.name, func(t *testing.T, forget bool) {
+			e := newLayoutReuseEnv(t)
+			opts := CommitOptions{Compression: CompressionGzip, BlobCacheDir: e.dir(t, "cache")}
+			first, _ := e.commitTo(t, ociRef(t, e.dir(t, "first"), "1"), opts)
+			tc.damage(t, e.cachedBlob(t, opts.BlobCacheDir, CompressionGzip))
 			if forget {
-				name += "/no-pairs"
+				e.forgetPairs(t)
 			}
-			t.Run(name, func(t *testing.T) {
-				e := newLayoutReuseEnv(t)
-				opts := CommitOptions{Compression: CompressionGzip, BlobCacheDir: e.dir(t, "cache")}
-				first, _ := e.commitTo(t, ociRef(t, e.dir(t, "first"), "1"), opts)
-				tc.damage(t, e.cachedBlob(t, opts.BlobCacheDir, CompressionGzip))
-				if forget {
-					e.forgetPairs(t)
-				}
 
-				second, exported := e.commitTo(t, ociRef(t, e.dir(t, "second"), "1"), opts)
-				if !exported {
-					t.Errorf("the base layer was not exported: a damaged blob was taken")
-				}
-				if !slices.Equal(second, first) {
-					t.Errorf("layers %v, want %v exported as before", second, first)
-				}
-				third, exported := e.commitTo(t, ociRef(t, e.dir(t, "third"), "1"), opts)
-				if exported || !slices.Equal(third, first) {
-					t.Errorf("after the export: layers %v (base exported: %v), want %v from the cache mended", third, exported, first)
-				}
-			})
-		}
+			second, exported := e.commitTo(t, ociRef(t, e.dir(t, "second"), "1"), opts)
+			if !exported {
+				t.Errorf("the base layer was not exported: a damaged blob was taken")
+			}
+			if !slices.Equal(second, first) {
+				t.Errorf("layers %v, want %v exported as before", second, first)
+			}
+			third, exported := e.commitTo(t, ociRef(t, e.dir(t, "third"), "1"), opts)
+			if exported || !slices.Equal(third, first) {
+				t.Errorf("after the export: layers %v (base exported: %v), want %v from the cache mended", third, exported, first)
+			}
+		})
 	}
 }
 

@@ -204,32 +204,35 @@ func TestLayoutReuseChecksTheBlob(t *testing.T) {
 			l.editManifest("first", true, func(m *v1.Manifest) { m.Layers[0] = m.Layers[1] })
 		}},
 	} {
-		for _, forget := range []bool{false, true} {
-			name := tc.name
+		withAndWithoutPairs(t, tc.name, func(t *testing.T, forget bool) {
+			e := newLayoutReuseEnv(t)
+			dir := e.dir(t, "layout")
+			first, _ := e.commit(t, dir, "first", CompressionGzip)
+			l := ociLayout{t, dir}
+			m, _ := l.manifest("first")
+			tc.tamper(l, m)
 			if forget {
-				name += "/no-pairs"
+				e.forgetPairs(t)
 			}
-			t.Run(name, func(t *testing.T) {
-				e := newLayoutReuseEnv(t)
-				dir := e.dir(t, "layout")
-				first, _ := e.commit(t, dir, "first", CompressionGzip)
-				l := ociLayout{t, dir}
-				m, _ := l.manifest("first")
-				tc.tamper(l, m)
-				if forget {
-					e.forgetPairs(t)
-				}
 
-				second, exported := e.commit(t, dir, "second", CompressionGzip)
-				if !exported {
-					t.Errorf("the base layer was not exported: a tampered blob was taken")
-				}
-				if second[0] != first[0] {
-					t.Errorf("base layer %s, want %s exported as before", second[0], first[0])
-				}
-			})
-		}
+			second, exported := e.commit(t, dir, "second", CompressionGzip)
+			if !exported {
+				t.Errorf("the base layer was not exported: a tampered blob was taken")
+			}
+			if second[0] != first[0] {
+				t.Errorf("base layer %s, want %s exported as before", second[0], first[0])
+			}
+		})
 	}
+}
+
+// withAndWithoutPairs runs f as subtest name, and again as name/no-pairs
+// with forget set: there f is to give its commits an empty blob info cache
+// (forgetPairs) after it has damaged a blob, so that the blob is checked by
+// decompressing it, not only by its digest.
+func withAndWithoutPairs(t *testing.T, name string, f func(t *testing.T, forget bool)) {
+	t.Run(name, func(t *testing.T) { f(t, false) })
+	t.Run(name+"/no-pairs", func(t *testing.T) { f(t, true) })
 }
 
 // TestLayoutBlobCandidates reads a layout whose index, manifests and
