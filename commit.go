@@ -98,8 +98,9 @@ type CommitOptions struct {
 	// layer's diffID, compression, level and compressor version, so a
 	// commit makes the same image with the cache as without it, and each
 	// blob is checked before it is taken. Commits may share the directory;
-	// nothing in it is ever removed but a blob that fails its check. An
-	// uncompressed commit does not use it, nor do the new layers.
+	// nothing in it is ever removed but a blob that fails its check and
+	// the temporary files of killed commits. An uncompressed commit does
+	// not use it, nor do the new layers.
 	BlobCacheDir string
 
 	// Squash writes the image as a single layer holding the container's whole
