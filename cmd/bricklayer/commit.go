@@ -192,7 +192,11 @@ func (f *commitFlags) commitOptions(cmd *cobra.Command) (bricklayer.CommitOption
 		pass := strings.TrimRight(string(data), "\r\n")
 		opts.SignPassphrase, opts.SignSigstorePrivateKeyPassphrase = pass, []byte(pass)
 	}
-	opts.SystemContext = f.registry.systemContext()
+	sys, err := f.registry.systemContext()
+	if err != nil {
+		return opts, err
+	}
+	opts.SystemContext = sys
 	opts.SignaturePolicyPath = f.registry.signaturePolicy
 	return opts, nil
 }

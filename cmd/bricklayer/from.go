@@ -29,6 +29,10 @@ or oci:DIR:TAG, which is pulled into the store first.`,
   bricklayer from myapp`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			sys, err := registry.systemContext()
+			if err != nil {
+				return err
+			}
 			store, err := a.openStore()
 			if err != nil {
 				return err
@@ -37,7 +41,7 @@ or oci:DIR:TAG, which is pulled into the store first.`,
 			b, err := bricklayer.NewBuilder(cmd.Context(), store, bricklayer.BuilderOptions{
 				FromImage:           from,
 				Container:           name,
-				SystemContext:       registry.systemContext(),
+				SystemContext:       sys,
 				SignaturePolicyPath: registry.signaturePolicy,
 				ReportWriter:        progressOutput(cmd, quiet),
 			})

@@ -76,6 +76,10 @@ in the store; --type chooses between the last two.`,
 			if kind != "" && kind != "container" && kind != "image" {
 				return usagef("--type %q: want container or image", kind)
 			}
+			sys, err := registry.systemContext()
+			if err != nil {
+				return err
+			}
 			store, err := a.openStore()
 			if err != nil {
 				return err
@@ -86,7 +90,7 @@ in the store; --type chooses between the last two.`,
 				if err != nil {
 					return err
 				}
-				info, err = inspectImage(cmd.Context(), ref, registry.systemContext(), nil)
+				info, err = inspectImage(cmd.Context(), ref, sys, nil)
 				if err != nil {
 					return err
 				}
@@ -110,7 +114,7 @@ in the store; --type chooses between the last two.`,
 				if err != nil {
 					return err
 				}
-				info, err = inspectImage(cmd.Context(), ref, registry.systemContext(), img)
+				info, err = inspectImage(cmd.Context(), ref, sys, img)
 				if err != nil {
 					return err
 				}

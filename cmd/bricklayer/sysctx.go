@@ -1,8 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"os"
+	"strings"
+
 	"github.com/spf13/pflag"
 	"go.podman.io/image/v5/types"
+	"golang.org/x/term"
 )
 
 // registryFlags are the flags of the commands that talk to registries.
@@ -11,6 +16,7 @@ type registryFlags struct {
 	authFile        string
 	certDir         string
 	signaturePolicy string
+	creds           string
 	fs              *pflag.FlagSet
 }
 
@@ -20,14 +26,21 @@ func (f *registryFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.authFile, "authfile", "", "registry credentials file (default: the containers auth.json)")
 	fs.StringVar(&f.certDir, "cert-dir", "", "directory of certificates (*.crt, *.cert, *.key) for registries")
 	fs.StringVar(&f.signaturePolicy, "signature-policy", "", "signature policy file (default: the system's policy.json, else accept anything)")
+	fs.StringVar(&f.creds, "creds", "", "registry credentials, USERNAME[:PASSWORD] (the password is asked for on a terminal when left out)")
 }
 
 // systemContext builds the containers/image SystemContext the flags describe.
-// --tls-verify left alone keeps the registries.conf settings.
-func (f *registryFlags) systemContext() *types.SystemContext {
+// --tls-verify left alone keeps the registries.conf settings. Bad --creds
+// are a usage error.
+func (f *registryFlags) systemContext() (*types.SystemContext, error) {
+	auth, err := f.credentials()
+	if err != nil {
+		return nil, err
+	}
 	sys := &types.SystemContext{
-		AuthFilePath:   f.authFile,
-		DockerCertPath: f.certDir,
+		AuthFilePath:     f.authFile,
+		DockerCertPath:   f.certDir,
+		DockerAuthConfig: auth,
 	}
 	if f.fs != nil && f.fs.Changed("tls-verify") {
 		skip := types.NewOptionalBool(!f.tlsVerify)
@@ -35,5 +48,32 @@ func (f *registryFlags) systemContext() *types.SystemContext {
 		sys.OCIInsecureSkipTLSVerify = !f.tlsVerify
 		sys.DockerDaemonInsecureSkipTLSVerify = !f.tlsVerify
 	}
-	return sys
+	return sys, nil
+}
+
+// credentials are what --creds gives, nil without it. A password left out
+// is read from the terminal, without echo; with no terminal it is a usage
+// error. The flag's value is never repeated in a message.
+func (f *registryFlags) credentials() (*types.DockerAuthConfig, error) {
+	if f.creds == "" {
+		return nil, nil
+	}
+	user, password, hasPassword := strings.Cut(f.creds, ":")
+	if user == "" {
+		return nil, usagef("--creds: no user name before the colon (want USERNAME[:PASSWORD])")
+	}
+	if !hasPassword {
+		stdin := int(os.Stdin.Fd())
+		if !term.IsTerminal(stdin) {
+			return nil, usagef("--creds %s: no password, and no terminal to ask for one (want USERNAME:PASSWORD)", user)
+		}
+		fmt.Fprintf(os.Stderr, "Password for %s: ", user)
+		b, err := term.ReadPassword(stdin)
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return nil, fmt.Errorf("reading the password for %s: %w", user, err)
+		}
+		password = string(b)
+	}
+	return &types.DockerAuthConfig{Username: user, Password: password}, nil
 }

@@ -52,6 +52,10 @@ status is 1 when there is any.`,
   bricklayer verify --json docker://localhost:5000/app:1`,
 		Args: cobra.ExactArgs(1),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
+			sys, err := registry.systemContext()
+			if err != nil {
+				return err
+			}
 			store, err := a.openStore()
 			if err != nil {
 				return err
@@ -70,7 +74,7 @@ status is 1 when there is any.`,
 					return err
 				}
 			}
-			return verify(cmd, name, ref, registry.systemContext(), asJSON)
+			return verify(cmd, name, ref, sys, asJSON)
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // registryConfig is docker-registry's configuration: the kernel chooses
@@ -45,10 +47,33 @@ var listeningRE = regexp.MustCompile(`listening on (127\.0\.0\.1:[0-9]+)`)
 // The test is skipped when docker-registry is not installed.
 func StartRegistry(t testing.TB) string {
 	t.Helper()
+	return startRegistry(t, "")
+}
+
+// StartRegistryWithAuth starts a registry as StartRegistry does that
+// accepts only user with password (HTTP basic authentication, from an
+// htpasswd file).
+func StartRegistryWithAuth(t testing.TB, user, password string) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, fmt.Appendf(nil, "%s:%s\n", user, hash), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startRegistry(t, fmt.Sprintf("auth:\n  htpasswd:\n    realm: bricklayer-test\n    path: %s\n", htpasswd))
+}
+
+// startRegistry starts docker-registry with registryConfig and extra, more
+// top-level sections of its configuration.
+func startRegistry(t testing.TB, extra string) string {
+	t.Helper()
 	bin := RequireTool(t, "docker-registry")
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, registryConfig, filepath.Join(dir, "data")), 0o600); err != nil {
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, registryConfig+extra, filepath.Join(dir, "data")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", cfg)
