@@ -44,8 +44,8 @@ import (
 // Files are written under a temporary name and renamed, so concurrent
 // commits sharing the directory see whole files only. Blobs are hard-linked
 // in and out where the filesystem allows, else copied. Nothing is ever
-// removed but entries that fail their check: the directory is the user's
-// to empty.
+// removed but entries that fail their check and the temporary files of
+// killed commits: the directory is the user's to empty.
 
 // cacheEntry is what layers/<key>.json records.
 type cacheEntry struct {
