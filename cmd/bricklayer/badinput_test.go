@@ -12,15 +12,8 @@ import (
 // with exit status 1 or 2 and one line on stderr that quotes the argument
 // at fault, and changes nothing.
 func TestBadInput(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	tmp := t.TempDir()
+	c, tmp := newCLI(t)
 	tmpDir := filepath.Join(tmp, "tmp")
-	if err := os.Mkdir(tmpDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	c := &cli{t: t, bin: buildCLI(t), env: []string{"BRICKLAYER_ROOT=" + filepath.Join(tmp, "store"), "PATH=" + os.Getenv("PATH"), "HOME=" + tmp, "TMPDIR=" + tmpDir}}
 	c.ok("from", "scratch", "--name", "ctr")
 	src := filepath.Join(tmp, "src")
 	writeFile(t, filepath.Join(src, "f"), "f\n", 0o644)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,16 +14,8 @@ import (
 // and no terminal to ask on, or without a user name, is a usage error that
 // does not repeat the password.
 func TestCreds(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
+	c, tmp := newCLI(t)
 	addr := testutil.StartRegistryWithAuth(t, "alice", "s3cret:with:colons")
-	tmp := t.TempDir()
-	tmpDir := filepath.Join(tmp, "tmp")
-	if err := os.Mkdir(tmpDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	c := &cli{t: t, bin: buildCLI(t), env: []string{"BRICKLAYER_ROOT=" + filepath.Join(tmp, "store"), "PATH=" + os.Getenv("PATH"), "HOME=" + tmp, "TMPDIR=" + tmpDir}}
 	c.ok("from", "scratch", "--name", "ctr")
 	src := filepath.Join(tmp, "src")
 	writeFile(t, filepath.Join(src, "f"), "f\n", 0o644)

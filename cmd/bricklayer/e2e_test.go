@@ -51,6 +51,23 @@ func buildCLI(t *testing.T) string {
 	return bin
 }
 
+// newCLI builds the binary (skipping the test in -short mode) and returns
+// a cli on a store of its own, with its own HOME and an empty TMPDIR, all
+// under the returned temporary directory.
+func newCLI(t *testing.T) (*cli, string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	tmp := t.TempDir()
+	tmpDir := filepath.Join(tmp, "tmp")
+	if err := os.Mkdir(tmpDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"BRICKLAYER_ROOT=" + filepath.Join(tmp, "store"), "PATH=" + os.Getenv("PATH"), "HOME=" + tmp, "TMPDIR=" + tmpDir}
+	return &cli{t: t, bin: buildCLI(t), env: env}, tmp
+}
+
 // run runs the CLI and returns its stdout, stderr and exit status.
 func (c *cli) run(args ...string) (stdout, stderr string, code int) {
 	c.t.Helper()
