@@ -33,8 +33,9 @@ type CommitOptions struct {
 	// [CommitResult.ManifestType] says what was written.
 	ManifestType string
 	// Compression is the compression of the layers this commit writes.
-	// Layers written into containers-storage or a docker-archive are stored
-	// uncompressed whatever this says, and are exported uncompressed.
+	// Layers written into containers-storage (any store) or a
+	// docker-archive are stored uncompressed whatever this says, and are
+	// exported uncompressed.
 	Compression Compression
 	// CompressionLevel is the compressor's level; 0 means its default
 	// (gzip 4, zstd 3). See [CheckCompressionLevel] for the range.
@@ -313,10 +314,10 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	if err := checkSigstoreKey(opts); err != nil {
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
-	if dest.Transport().Name() == "docker-archive" && opts.Compression != CompressionNone {
-		// A docker-archive holds its layers uncompressed: copy.Image would
-		// only undo the export's compression, at several times its cost.
-		logrus.Debugf("committing container %s to %s: layers exported uncompressed, as the archive stores them", b.ContainerName(), destName)
+	if storesUncompressed(dest) && opts.Compression != CompressionNone {
+		// copy.Image would only undo the export's compression, at several
+		// times its cost.
+		logrus.Debugf("committing container %s to %s: layers exported uncompressed, as the destination stores them", b.ContainerName(), destName)
 		opts.Compression, opts.CompressionLevel = CompressionNone, 0
 	}
 	ref := &containerImageRef{builder: b, opts: opts}
@@ -410,6 +411,17 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	}
 	logrus.Debugf("committed container %s to %s: manifest %s", b.ContainerName(), destName, res.ManifestDigest)
 	return res, nil
+}
+
+// storesUncompressed says whether dest keeps every layer uncompressed,
+// whatever blob it is given: a containers-storage store, or a
+// docker-archive.
+func storesUncompressed(dest types.ImageReference) bool {
+	switch dest.Transport().Name() {
+	case is.Transport.Name(), "docker-archive":
+		return true
+	}
+	return false
 }
 
 // exportTarget picks where the new layers are written for dest: straight
