@@ -35,7 +35,9 @@ type CommitOptions struct {
 	// Compression is the compression of the layers this commit writes.
 	// Layers written into containers-storage (any store) or a
 	// docker-archive are stored uncompressed whatever this says, and are
-	// exported uncompressed.
+	// exported uncompressed. A registry (docker://) gets gzip layers when
+	// this is CompressionNone, as containers/image compresses every layer
+	// it pushes.
 	Compression Compression
 	// CompressionLevel is the compressor's level; 0 means its default
 	// (gzip 4, zstd 3). See [CheckCompressionLevel] for the range.
@@ -314,11 +316,18 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	if err := checkSigstoreKey(opts); err != nil {
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
-	if storesUncompressed(dest) && opts.Compression != CompressionNone {
+	switch {
+	case storesUncompressed(dest) && opts.Compression != CompressionNone:
 		// copy.Image would only undo the export's compression, at several
 		// times its cost.
 		logrus.Debugf("committing container %s to %s: layers exported uncompressed, as the destination stores them", b.ContainerName(), destName)
 		opts.Compression, opts.CompressionLevel = CompressionNone, 0
+	case dest.Transport().Name() == "docker" && opts.Compression == CompressionNone:
+		// copy.Image compresses every uncompressed layer it pushes, with
+		// gzip, one stream at a time; the export compresses on every core
+		// and uploads while it does.
+		logrus.Debugf("committing container %s to %s: layers exported gzip-compressed, as a registry takes them", b.ContainerName(), destName)
+		opts.Compression, opts.CompressionLevel = CompressionGzip, 0
 	}
 	ref := &containerImageRef{builder: b, opts: opts}
 	undo, release, err := claimLocalDestination(ctx, dest)

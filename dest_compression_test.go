@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // TestUncompressedDestinationsExportUncompressed commits, with each
@@ -58,6 +60,42 @@ func TestUncompressedDestinationsExportUncompressed(t *testing.T) {
 			} else if !bytes.Equal(got, want) {
 				t.Errorf("%s, %s: the image differs from the uncompressed commit's", dest, c)
 			}
+		}
+	}
+}
+
+// TestPushWithoutCompressionExportsGzip pushes with CompressionNone to a
+// registry, where containers/image would compress every layer itself, one
+// stream at a time: the export compresses them instead, so each exported
+// blob is smaller than the diff read, and the registry holds gzip layers,
+// base layer included.
+func TestPushWithoutCompressionExportsGzip(t *testing.T) {
+	e := newLayoutReuseEnv(t)
+	reg := startRegistry(t, e.dir(t, "registry"))
+	e.sys = reg.sys(t, e.sys)
+	var mu sync.Mutex
+	var done []LayerProgress
+	opts := CommitOptions{Compression: CompressionNone, ExportProgress: func(p LayerProgress) {
+		if p.Done {
+			mu.Lock()
+			done = append(done, p)
+			mu.Unlock()
+		}
+	}}
+	ref := reg.ref(t, "app:1")
+	opts.SystemContext = e.sys
+	res, err := e.b.Commit(e.ctx, ref, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := checkImageWith(t, ref, e.sys, wantImage{Layers: 2, LayerMediaType: layerMediaType(v1.MediaTypeImageManifest, CompressionGzip)})
+	checkResult(t, res, img)
+	if len(done) != 2 {
+		t.Errorf("%d layers reported exported, want the base layer and the new one: %+v", len(done), done)
+	}
+	for _, p := range done {
+		if p.Size >= p.Read {
+			t.Errorf("layer %s exported as a %d-byte blob from %d bytes of diff, want it compressed", p.LayerID, p.Size, p.Read)
 		}
 	}
 }
