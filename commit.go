@@ -33,9 +33,9 @@ type CommitOptions struct {
 	// [CommitResult.ManifestType] says what was written.
 	ManifestType string
 	// Compression is the compression of the layers this commit writes.
-	// Layers written into containers-storage (any store) or a
-	// docker-archive are stored uncompressed whatever this says, and are
-	// exported uncompressed. A registry (docker://) gets gzip layers when
+	// Layers written into containers-storage (any store), a docker-archive
+	// or a dir: directory with DirForceDecompress are stored uncompressed
+	// whatever this says, and are exported uncompressed. A registry (docker://) gets gzip layers when
 	// this is CompressionNone, as containers/image compresses every layer
 	// it pushes.
 	Compression Compression
@@ -317,7 +317,7 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
 	}
 	switch {
-	case storesUncompressed(dest) && opts.Compression != CompressionNone:
+	case storesUncompressed(dest, opts.SystemContext) && opts.Compression != CompressionNone:
 		// copy.Image would only undo the export's compression, at several
 		// times its cost.
 		logrus.Debugf("committing container %s to %s: layers exported uncompressed, as the destination stores them", b.ContainerName(), destName)
@@ -423,12 +423,14 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 }
 
 // storesUncompressed says whether dest keeps every layer uncompressed,
-// whatever blob it is given: a containers-storage store, or a
-// docker-archive.
-func storesUncompressed(dest types.ImageReference) bool {
+// whatever blob it is given: a containers-storage store, a docker-archive,
+// or a dir: directory told to decompress.
+func storesUncompressed(dest types.ImageReference, sys *types.SystemContext) bool {
 	switch dest.Transport().Name() {
 	case is.Transport.Name(), "docker-archive":
 		return true
+	case "dir":
+		return sys != nil && sys.DirForceDecompress
 	}
 	return false
 }

@@ -12,15 +12,16 @@ import (
 
 // TestUncompressedDestinationsExportUncompressed commits, with each
 // compression, to the destinations that store layers uncompressed: a
-// docker-archive, and another store than the builder's. The export
-// compresses nothing (each exported blob is as long as the diff read), and
-// the destination gets the same image: the archive byte for byte, the store
-// the same image ID.
+// docker-archive, another store than the builder's, and a dir: directory
+// with DirForceDecompress. The export compresses nothing (each exported
+// blob is as long as the diff read), and the destination gets the same
+// image: the archive byte for byte, the store the same image ID, the
+// directory the same manifest.
 func TestUncompressedDestinationsExportUncompressed(t *testing.T) {
 	e := newLayoutReuseEnv(t)
 	other := newTestStore(t)
 	stamp := time.Unix(1700000000, 0)
-	for _, dest := range []string{"docker-archive", "other-store"} {
+	for _, dest := range []string{"docker-archive", "other-store", "dir-decompress"} {
 		var want []byte
 		for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
 			var mu sync.Mutex
@@ -34,8 +35,14 @@ func TestUncompressedDestinationsExportUncompressed(t *testing.T) {
 			}}
 			path := e.dir(t, "image.tar")
 			ref := parseRef(t, "docker-archive:"+path+":archive/app:1")
-			if dest == "other-store" {
+			switch dest {
+			case "other-store":
 				ref = storeRef(t, other, "localhost/app:"+c.String())
+			case "dir-decompress":
+				ref = parseRef(t, "dir:"+e.dir(t, "dir"))
+				sys := *e.sys
+				sys.DirForceDecompress = true
+				opts.SystemContext = &sys
 			}
 			res, err := e.b.Commit(e.ctx, ref, opts)
 			if err != nil {
@@ -50,6 +57,9 @@ func TestUncompressedDestinationsExportUncompressed(t *testing.T) {
 				}
 			}
 			got := []byte(res.ImageID)
+			if dest == "dir-decompress" {
+				got = res.Manifest
+			}
 			if dest == "docker-archive" {
 				if got, err = os.ReadFile(path); err != nil {
 					t.Fatal(err)
