@@ -77,7 +77,8 @@ func openBlobCache(dir string, opts layerexport.Options) (*blobCache, error) {
 const stalePartialAge = time.Hour
 
 // removeStalePartials removes the temporary files in dir that commits
-// killed before they could remove them left there.
+// killed before they could remove them left there: every name the cache
+// writes under a temporary name starts with a dot.
 func removeStalePartials(dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -85,7 +86,7 @@ func removeStalePartials(dir string) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".partial") {
+		if !strings.HasPrefix(name, ".") {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > stalePartialAge {
@@ -198,11 +199,7 @@ func (c *blobCache) addBlob(path string, d layerexport.Digests) error {
 			return err
 		}
 	}
-	data, err := json.Marshal(cacheEntry{DiffID: d.DiffID, Exporter: c.exporter, Digest: d.Digest, Size: d.Size})
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(c.entryPath(d.DiffID), data)
+	return writeJSONAtomic(c.entryPath(d.DiffID), cacheEntry{DiffID: d.DiffID, Exporter: c.exporter, Digest: d.Digest, Size: d.Size})
 }
 
 // fileHasDigest says whether path is a regular file of size bytes whose
@@ -271,28 +268,6 @@ func syncFile(path string) error {
 		return err
 	}
 	return f.Close()
-}
-
-// writeFileAtomic writes data to path under a temporary name and renames
-// it, so that a reader sees the old file or the new one, whole.
-func writeFileAtomic(path string, data []byte) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), ".entry-*.partial")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // takeCachedBlob returns the base layer of job from the commit's blob

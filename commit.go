@@ -35,9 +35,9 @@ type CommitOptions struct {
 	// Compression is the compression of the layers this commit writes.
 	// Layers written into containers-storage (any store), a docker-archive
 	// or a dir: directory with DirForceDecompress are stored uncompressed
-	// whatever this says, and are exported uncompressed. A registry (docker://) gets gzip layers when
-	// this is CompressionNone, as containers/image compresses every layer
-	// it pushes.
+	// whatever this says, and are exported uncompressed. A registry
+	// (docker://) gets gzip layers when this is CompressionNone, as
+	// containers/image compresses every layer it pushes.
 	Compression Compression
 	// CompressionLevel is the compressor's level; 0 means its default
 	// (gzip 4, zstd 3). See [CheckCompressionLevel] for the range.

@@ -160,9 +160,9 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 	serveOrigin := s.originAvailable(ctx, state.FromImageOrigin)
 	var exported []exportedLayer
 	baseExported := map[int]exportedLayer{}
+	// Commit asks for no compression when the destination is a store.
 	compression := ref.opts.Compression
 	if parent, ok := storeChainTop(chain[:len(base)], base); target.intoStore && ok && !ref.opts.composesLayers() {
-		compression = CompressionNone
 		ctrDir, derr := b.store.ContainerDirectory(ctr.ID)
 		if derr != nil {
 			logrus.Debugf("locating the directory of container %s: %v", state.ContainerName, derr)
