@@ -7,9 +7,11 @@ import (
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	"github.com/bricklayer/bricklayer/internal/tarnorm"
+	"github.com/bricklayer/bricklayer/internal/treetar"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage"
 	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/idtools"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -146,7 +148,7 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 	}
 	var tree io.ReadCloser
 	if from == nil {
-		tree, err = archive.TarWithOptions(mp, &archive.TarOptions{Compression: archive.Uncompressed, UIDMaps: top.UIDMap, GIDMaps: top.GIDMap})
+		tree = treetar.Reader(ctx, mp, treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap)})
 	} else {
 		tree, err = archive.ExportChanges(mp, changes, top.UIDMap, top.GIDMap)
 	}
@@ -160,7 +162,7 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 		defer src.Close()
 	}
 	logrus.Debugf("exporting layer %s squashed (from %v)", top.ID, from != nil)
-	el, err := s.exportStream(ctx, dir, top.ID, src, s.normalization(from == nil || walkedDiff(s.store, top)))
+	el, err := s.exportStream(ctx, dir, top.ID, src, s.normalization(from != nil && walkedDiff(s.store, top)))
 	if err != nil {
 		return exportedLayer{}, fmt.Errorf("exporting layer %s squashed: %w", top.ID, err)
 	}

@@ -403,13 +403,14 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	}
 	eopts := s.exportOptions(norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
-	// The store's diff of a layer whose changes need the ctime check would
-	// miss some; that layer's diff is made here, without the store's lock.
-	ownDiff := !base && s.sweep.applies(l)
+	// A new layer's diff is made here, without the store's lock, when the
+	// store's would miss changes that need the ctime check, and when the
+	// layer has no parent, whose tree treetar walks faster.
+	ownDiff := !base && (l.Parent == "" || s.sweep.applies(l))
 	var rc io.ReadCloser
 	var err error
 	if ownDiff {
-		rc, err = s.unlockedDiff(l)
+		rc, err = s.unlockedDiff(ctx, l)
 	} else if rc, err = s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)}); err != nil {
 		err = fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}

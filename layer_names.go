@@ -13,17 +13,18 @@ import (
 // containers/storage makes some diffs by walking the layer's tree through
 // io/fs (archive.TarWithOptions), which refuses names that are not valid
 // UTF-8: such a directory is written into the diff, but its contents are
-// left out, and nothing but a log line says so. The diffs made that way are
-// those of a layer without a parent, those of every layer with the overlay
-// driver (which tars the layer's own directory, and cannot store such a
-// directory either), and the squashed tree of a whole image. A diff made
-// from a list of changes (the vfs driver's, for a layer with a parent) has
-// no such limit, and neither do files with such names.
+// left out, and nothing but a log line says so. Of the diffs a commit
+// reads, those are the diffs of the overlay driver's layers that have a
+// parent (the driver tars the layer's own directory, and cannot store such
+// a directory either). A layer without a parent, and the squashed tree of a
+// whole image, are walked by treetar, and a diff made from a list of
+// changes (the vfs driver's, for a layer with a parent) is written by
+// name: neither has that limit, and no diff has it for files.
 
-// walkedDiff is true when layer l's diff is made by walking a tree through
-// io/fs.
+// walkedDiff is true when layer l's diff, read by store.Diff or from its
+// list of changes, is made by walking a tree through io/fs.
 func walkedDiff(store storage.Store, l *storage.Layer) bool {
-	return l.Parent == "" || store.GraphDriverName() == "overlay"
+	return l.Parent != "" && store.GraphDriverName() == "overlay"
 }
 
 // normalization returns the commit's normalisation of a new layer; when its

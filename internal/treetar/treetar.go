@@ -1,0 +1,492 @@
+// Package treetar writes a directory tree as a tar stream: the diff of a
+// layer that has no parent, or the whole tree of an image squashed.
+//
+// The stream holds what containers/storage's archive.TarWithOptions would
+// write for the same tree, read back through [tarnorm]: the same entries in
+// the same order (lexical, a directory before its contents), the same
+// extended attributes (security.capability, security.ima and user.*, but
+// not user.overlay.*), hard links to the first name met, sockets left out,
+// owners mapped back into the container's ID space. It differs in three
+// ways:
+//
+//   - It is about three times as fast. Every file is found through its
+//     directory's file descriptor (fstatat, openat), and its extended
+//     attributes read through its own (flistxattr), where
+//     containers/storage resolves a path through os.Root several times per
+//     file and makes four extended attribute calls on each.
+//   - Names need not be valid UTF-8: io/fs, which containers/storage walks
+//     through, leaves out the contents of such a directory.
+//   - A file it cannot read fails the stream, naming the file, where
+//     containers/storage logs it and leaves it out; only a file removed
+//     while the tree is read is left out.
+//
+// Nothing under the root is ever followed out of it: symbolic links are
+// written as links, every file is opened relative to its directory with
+// O_NOFOLLOW, and a file that changes type or inode between its stat and
+// its open fails the stream.
+package treetar
+
+import (
+	"archive/tar"
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.podman.io/storage/pkg/idtools"
+	"golang.org/x/sys/unix"
+)
+
+// Options say how a tree is written. The zero value keeps owners as they
+// are on disk.
+type Options struct {
+	// IDMappings maps the owners on disk (host IDs) back to the
+	// container's. Nil or empty keeps them.
+	IDMappings *idtools.IDMappings
+}
+
+// ErrChanged: a file changed while the tree was read (it was replaced by
+// another, changed type, or shrank while its contents were copied).
+var ErrChanged = errors.New("file changed while it was read")
+
+// Buffer sizes: the stream is written in large pieces, since each write
+// into a pipe wakes its reader.
+const (
+	streamBufferSize = 256 << 10
+	copyBufferSize   = 256 << 10
+	direntBufferSize = 32 << 10
+)
+
+// Reader returns the tar stream of the tree under root, written by a
+// goroutine as it is read. Closing the reader stops the goroutine; an
+// error it meets is returned by Read.
+func Reader(ctx context.Context, root string, opts Options) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(Write(ctx, pw, root, opts))
+	}()
+	return pr
+}
+
+// Write writes the tar stream of the tree under root (root itself left
+// out) to w, and ends it. Names are relative to root, a directory's with a
+// trailing slash.
+func Write(ctx context.Context, w io.Writer, root string, opts Options) error {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", root, err)
+	}
+	defer unix.Close(fd)
+	ids := opts.IDMappings
+	if ids != nil && ids.Empty() {
+		ids = nil
+	}
+	bw := bufio.NewWriterSize(w, streamBufferSize)
+	t := &treeWriter{
+		ctx:      ctx,
+		root:     root,
+		ids:      ids,
+		tw:       tar.NewWriter(bw),
+		seen:     map[inode]linked{},
+		copyBuf:  make([]byte, copyBufferSize),
+		dirents:  make([]byte, direntBufferSize),
+		procFds:  procFdsUsable(),
+		xattrBuf: make([]byte, 1024),
+	}
+	if err := t.dir(fd, ""); err != nil {
+		return err
+	}
+	if err := t.tw.Close(); err != nil {
+		return fmt.Errorf("ending the tar stream of %s: %w", root, err)
+	}
+	return bw.Flush()
+}
+
+// Test hooks, set by tests to change the tree while it is read: each is
+// called with an entry's name relative to the root, testHookStat between
+// its stat and its open, testHookOpened once it is open (regular files and
+// directories).
+var testHookStat, testHookOpened func(rel string)
+
+// inode identifies a file for hard link detection.
+type inode struct{ dev, ino uint64 }
+
+// linked is the first entry written for an inode with more than one name.
+type linked struct {
+	name string
+	pax  map[string]string
+}
+
+type treeWriter struct {
+	ctx      context.Context
+	root     string
+	ids      *idtools.IDMappings // nil: owners kept
+	tw       *tar.Writer
+	seen     map[inode]linked
+	copyBuf  []byte
+	dirents  []byte
+	procFds  bool
+	xattrBuf []byte
+}
+
+// fail names the file at rel (relative to the root) in err.
+func (t *treeWriter) fail(action, rel string, err error) error {
+	return fmt.Errorf("%s %q in %s: %w", action, "/"+strings.TrimSuffix(rel, "/"), t.root, err)
+}
+
+// dir writes the entries of the directory open as fd, whose name relative
+// to the root is prefix (with a trailing slash, "" for the root).
+func (t *treeWriter) dir(fd int, prefix string) error {
+	if err := t.ctx.Err(); err != nil {
+		return err
+	}
+	names, err := t.readNames(fd)
+	if err != nil {
+		return t.fail("listing", prefix, err)
+	}
+	for _, name := range names {
+		if err := t.entry(fd, name, prefix+name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readNames lists the directory open as fd, sorted bytewise.
+func (t *treeWriter) readNames(fd int) ([]string, error) {
+	var names []string
+	for {
+		n, err := unix.Getdents(fd, t.dirents)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(t.dirents[:n], -1, names)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// entry writes the file name in the directory open as dirfd, and, for a
+// directory, its contents. rel is its name relative to the root.
+func (t *treeWriter) entry(dirfd int, name, rel string) error {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			logrus.Debugf("%q in %s was removed while the tree was read", "/"+rel, t.root)
+			return nil
+		}
+		return t.fail("reading", rel, err)
+	}
+	if testHookStat != nil {
+		testHookStat(rel)
+	}
+	// A further name of a file met before is written as a link to the
+	// first, with the first's attributes; the file is not opened again.
+	key := inode{st.Dev, st.Ino}
+	first, isLink := linked{}, false
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+		first, isLink = t.seen[key]
+	}
+	hdr := &tar.Header{Name: rel}
+	fd := -1
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
+	var err error
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		hdr.Typeflag = tar.TypeReg
+		if !isLink {
+			fd, err = openSame(dirfd, name, &st, unix.O_NONBLOCK|unix.O_NOCTTY)
+			hdr.Size = st.Size
+		}
+	case unix.S_IFDIR:
+		hdr.Typeflag = tar.TypeDir
+		hdr.Name += "/"
+		fd, err = openSame(dirfd, name, &st, unix.O_DIRECTORY)
+	case unix.S_IFLNK:
+		hdr.Typeflag = tar.TypeSymlink
+		hdr.Linkname, err = readlinkat(dirfd, name)
+	case unix.S_IFCHR, unix.S_IFBLK:
+		hdr.Typeflag = tar.TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			hdr.Typeflag = tar.TypeBlock
+		}
+		hdr.Devmajor = int64(unix.Major(st.Rdev))
+		hdr.Devminor = int64(unix.Minor(st.Rdev))
+	case unix.S_IFIFO:
+		hdr.Typeflag = tar.TypeFifo
+	case unix.S_IFSOCK:
+		// A socket cannot be held by a tar stream, nor made from one.
+		logrus.Infof("leaving out %q in %s: it is a socket", "/"+rel, t.root)
+		return nil
+	default:
+		err = fmt.Errorf("unknown file type %#o", st.Mode&unix.S_IFMT)
+	}
+	if errors.Is(err, unix.ENOENT) {
+		logrus.Debugf("%q in %s was removed while the tree was read", "/"+rel, t.root)
+		return nil
+	}
+	if err != nil {
+		return t.fail("reading", rel, err)
+	}
+	if testHookOpened != nil && fd >= 0 {
+		testHookOpened(rel)
+	}
+	// Permission and special bits, as archive/tar's FileInfoHeader
+	// writes them; the time in whole seconds, as containers/storage does.
+	hdr.Mode = int64(st.Mode & 0o7777)
+	hdr.Uid, hdr.Gid = int(st.Uid), int(st.Gid)
+	hdr.ModTime = time.Unix(st.Mtim.Sec, 0)
+
+	if isLink {
+		hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first.name, 0
+		hdr.PAXRecords = first.pax
+	} else {
+		pax, err := t.xattrs(fd, dirfd, name, rel)
+		if err != nil {
+			return t.fail("reading the extended attributes of", rel, err)
+		}
+		hdr.PAXRecords = pax
+	}
+	if t.ids != nil && !strings.HasPrefix(name, ".wh.") {
+		uid, gid, err := t.ids.ToContainer(idtools.IDPair{UID: hdr.Uid, GID: hdr.Gid})
+		if err != nil {
+			return t.fail("mapping the owner of", rel, err)
+		}
+		hdr.Uid, hdr.Gid = uid, gid
+	}
+	if err := t.tw.WriteHeader(hdr); err != nil {
+		return t.fail("writing the header of", rel, err)
+	}
+	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
+		if err := t.copyFile(fd, hdr.Size); err != nil {
+			return t.fail("copying", rel, err)
+		}
+	}
+	if hdr.Typeflag != tar.TypeDir && hdr.Typeflag != tar.TypeLink && st.Nlink > 1 {
+		t.seen[key] = linked{name: hdr.Name, pax: hdr.PAXRecords}
+	}
+	if hdr.Typeflag == tar.TypeDir {
+		return t.dir(fd, hdr.Name)
+	}
+	return nil
+}
+
+// openSame opens name in the directory open as dirfd, read-only and without
+// following a symbolic link, and checks that it is still the file st
+// describes; st is then refreshed from the open file.
+func openSame(dirfd int, name string, st *unix.Stat_t, flags int) (int, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|flags, 0)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return -1, ErrChanged // replaced by a link, or no longer a directory
+	}
+	if err != nil {
+		return -1, err
+	}
+	var now unix.Stat_t
+	if err := unix.Fstat(fd, &now); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if now.Dev != st.Dev || now.Ino != st.Ino || now.Mode&unix.S_IFMT != st.Mode&unix.S_IFMT {
+		unix.Close(fd)
+		return -1, ErrChanged
+	}
+	*st = now
+	return fd, nil
+}
+
+// readlinkat reads the target of the symbolic link name in the directory
+// open as dirfd.
+func readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if errors.Is(err, unix.EINVAL) {
+			return "", ErrChanged // no longer a link
+		}
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// copyFile copies size bytes of the file open as fd into the tar stream. A
+// file that has grown since its stat is cut at size, as its header says; one
+// that has shrunk fails the copy.
+func (t *treeWriter) copyFile(fd int, size int64) error {
+	for size > 0 {
+		buf := t.copyBuf
+		if int64(len(buf)) > size {
+			buf = buf[:size]
+		}
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("%w: %d bytes short of its size", ErrChanged, size)
+		}
+		if _, err := t.tw.Write(buf[:n]); err != nil {
+			return err
+		}
+		size -= int64(n)
+	}
+	return nil
+}
+
+// Extended attributes kept in the stream, as PAX records.
+const (
+	paxXattr      = "SCHILY.xattr."
+	xattrCap      = "security.capability"
+	xattrIMA      = "security.ima"
+	xattrUser     = "user."
+	xattrOverlay  = "user.overlay."
+	xattrListSize = 64 << 10 // XATTR_LIST_MAX
+)
+
+func keptXattr(name string) bool {
+	return name == xattrCap || name == xattrIMA ||
+		strings.HasPrefix(name, xattrUser) && !strings.HasPrefix(name, xattrOverlay)
+}
+
+// xattrs returns the PAX records of the kept extended attributes of the
+// file open as fd, or, when fd < 0 (a symbolic link, a device or a FIFO,
+// which are not opened), of name in the directory open as dirfd. rel is
+// its name relative to the root.
+func (t *treeWriter) xattrs(fd, dirfd int, name, rel string) (map[string]string, error) {
+	list := func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) }
+	get := func(attr string, buf []byte) (int, error) { return unix.Fgetxattr(fd, attr, buf) }
+	if fd < 0 {
+		// No file descriptor reads the attributes of a link itself. Reach
+		// it through its directory's, so that no path under the root is
+		// resolved again; without /proc, through its path.
+		p := path.Join(t.root, rel)
+		if t.procFds {
+			p = "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
+		}
+		list = func(buf []byte) (int, error) { return unix.Llistxattr(p, buf) }
+		get = func(attr string, buf []byte) (int, error) { return unix.Lgetxattr(p, attr, buf) }
+	}
+	names, err := t.xattrCall(list)
+	if err != nil || len(names) == 0 {
+		return nil, err
+	}
+	var pax map[string]string
+	for attr := range strings.SplitSeq(strings.TrimSuffix(string(names), "\x00"), "\x00") {
+		if !keptXattr(attr) {
+			continue
+		}
+		value, err := t.xattrCall(func(buf []byte) (int, error) { return get(attr, buf) })
+		if errors.Is(err, unix.ENODATA) {
+			continue // removed since it was listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", attr, err)
+		}
+		if attr == xattrCap {
+			if value, err = t.containerCapability(value); err != nil {
+				return nil, fmt.Errorf("%s: %w", attr, err)
+			}
+		}
+		if pax == nil {
+			pax = map[string]string{}
+		}
+		pax[paxXattr+attr] = string(value)
+	}
+	return pax, nil
+}
+
+// xattrCall runs an extended attribute call into t.xattrBuf, growing it
+// while the result does not fit, and returns a copy of the result. A
+// filesystem without extended attributes gives none.
+func (t *treeWriter) xattrCall(call func([]byte) (int, error)) ([]byte, error) {
+	for {
+		n, err := call(t.xattrBuf)
+		switch {
+		case errors.Is(err, unix.ERANGE) && len(t.xattrBuf) < xattrListSize:
+			t.xattrBuf = make([]byte, 2*len(t.xattrBuf))
+			continue
+		case errors.Is(err, unix.ENOTSUP):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+		return slices.Clone(t.xattrBuf[:n]), nil
+	}
+}
+
+// VFS capability values (include/uapi/linux/capability.h): a v3 value
+// carries the user ID, in the ID space of the filesystem, that is root for
+// the capabilities.
+const (
+	capRevisionMask = 0xff000000
+	capRevision2    = 0x02000000
+	capRevision3    = 0x03000000
+	capSizeV2       = 20
+	capSizeV3       = 24
+)
+
+// containerCapability rewrites the root ID of a v3 security.capability
+// value from the host's ID space into the container's. A value whose root
+// is the container's root becomes a v2 value, as the kernel shows it inside
+// the container.
+func (t *treeWriter) containerCapability(v []byte) ([]byte, error) {
+	if t.ids == nil || len(v) != capSizeV3 {
+		return v, nil
+	}
+	magic := binary.LittleEndian.Uint32(v)
+	if magic&capRevisionMask != capRevision3 {
+		return v, nil
+	}
+	root, err := idtools.RawToContainer(int(binary.LittleEndian.Uint32(v[capSizeV2:])), t.ids.UIDs())
+	if err != nil {
+		return nil, err
+	}
+	if root == 0 {
+		out := slices.Clone(v[:capSizeV2])
+		binary.LittleEndian.PutUint32(out, magic&^capRevisionMask|capRevision2)
+		return out, nil
+	}
+	out := slices.Clone(v)
+	binary.LittleEndian.PutUint32(out[capSizeV2:], uint32(root))
+	return out, nil
+}
+
+// procFdsUsable reports whether /proc/self/fd can reach a file through its
+// directory's file descriptor.
+func procFdsUsable() bool {
+	_, err := os.Stat("/proc/self/fd")
+	return err == nil
+}
