@@ -94,9 +94,10 @@ var (
 	// OpenPGP signatures but not make them; SignByOpenPGPKeyFile can.
 	ErrSigningUnsupported = errors.New("signing with a GnuPG keyring needs gpgme, which this build leaves out (sign with an OpenPGP key file instead)")
 	// ErrUnreadableName: a directory in a new layer has a name that is not
-	// valid UTF-8, and containers/storage reads that layer by a walk that
-	// would leave the directory's contents out: with the overlay driver, a
-	// container made from an image.
+	// valid UTF-8, and the overlay driver reads that layer by a walk that
+	// would leave the directory's contents out (a container made from an
+	// image), or is to store it and cannot (a commit into the builder's
+	// own store).
 	ErrUnreadableName = errors.New("directory name is not valid UTF-8: containers/storage cannot read its contents into a layer")
 )
 

@@ -37,7 +37,7 @@ import (
 //     skips it and logs so at info level), as docker and buildah do;
 //   - a directory whose name is not UTF-8 fails the commit with
 //     ErrUnreadableName with the overlay driver, in a container made from
-//     an image (see walkedDiff);
+//     an image (see walkedDiff) or into the builder's own store;
 //   - a path longer than PATH_MAX is written to layouts and archives, but a
 //     commit into containers-storage fails ("file name too long"): the store
 //     cannot apply it;
