@@ -73,6 +73,15 @@ func (c changeSweep) applies(l *storage.Layer) bool {
 	return c.layerID != "" && l.ID == c.layerID && l.Parent != ""
 }
 
+// changedSince returns the time the check counts changes from for layer
+// l, or the zero time when it does not apply to l.
+func (c changeSweep) changedSince(l *storage.Layer) time.Time {
+	if !c.applies(l) {
+		return time.Time{}
+	}
+	return c.since
+}
+
 // add returns changes, which list how layer l, mounted at mp, differs from
 // a layer below, with the files the check finds added when it applies to l.
 func (c changeSweep) add(l *storage.Layer, mp string, changes []archive.Change) ([]archive.Change, error) {

@@ -138,7 +138,11 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 	}
 	defer unmount()
 	var changes []archive.Change
-	if from != nil {
+	if from != nil && s.store.GraphDriverName() == "vfs" {
+		if changes, err = s.comparedChanges(ctx, top, mp, from.ID); err != nil {
+			return exportedLayer{}, err
+		}
+	} else if from != nil {
 		if changes, err = s.store.Changes(from.ID, top.ID); err == nil {
 			changes, err = s.sweep.add(top, mp, changes)
 		}

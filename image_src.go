@@ -404,9 +404,10 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	eopts := s.exportOptions(norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
 	// A new layer's diff is made here, without the store's lock, when the
-	// store's would miss changes that need the ctime check, and when the
-	// layer has no parent, whose tree treetar walks faster.
-	ownDiff := !base && (l.Parent == "" || s.sweep.applies(l))
+	// store's would miss changes that need the ctime check, and when
+	// treetar can walk it faster: a layer without a parent, and one the
+	// vfs driver would compare with its parent's tree.
+	ownDiff := !base && (l.Parent == "" || s.sweep.applies(l) || s.store.GraphDriverName() == "vfs")
 	var rc io.ReadCloser
 	var err error
 	if ownDiff {

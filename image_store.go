@@ -117,7 +117,7 @@ func (s *imageSource) unlockedDiff(ctx context.Context, l *storage.Layer) (_ io.
 		rc = treetar.Reader(ctx, mp, treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap)})
 	} else {
 		var changes []archive.Change
-		if changes, err = s.layerChanges(l, mp); err == nil {
+		if changes, err = s.layerChanges(ctx, l, mp); err == nil {
 			rc, err = archive.ExportChanges(mp, changes, l.UIDMap, l.GIDMap)
 		}
 	}
@@ -128,17 +128,46 @@ func (s *imageSource) unlockedDiff(ctx context.Context, l *storage.Layer) (_ io.
 	return &closeFunc{ReadCloser: rc, after: unmount}, nil
 }
 
-// layerChanges lists what layer l, mounted at mp, changes in its parent:
-// the driver's list (treeChanges), and, for a container's layer whose
-// driver compares trees, the files changed with their size and mtime kept
-// (see changed_since.go).
-func (s *imageSource) layerChanges(l *storage.Layer, mp string) ([]archive.Change, error) {
+// layerChanges lists what layer l, mounted at mp, changes in its parent.
+// With the vfs driver, treetar compares the two trees (comparedChanges);
+// else the driver's list is taken (treeChanges), with, for a container's
+// layer whose driver compares trees, the files changed with their size and
+// mtime kept (see changed_since.go).
+func (s *imageSource) layerChanges(ctx context.Context, l *storage.Layer, mp string) ([]archive.Change, error) {
+	if s.store.GraphDriverName() == "vfs" {
+		return s.comparedChanges(ctx, l, mp, l.Parent)
+	}
 	changes, err := s.treeChanges(l, mp)
 	if err != nil {
 		return nil, err
 	}
 	if changes, err = s.sweep.add(l, mp, changes); err != nil {
 		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, err)
+	}
+	return changes, nil
+}
+
+// comparedChanges lists how the tree of layer top, mounted at mp, differs
+// from that of layer fromID, as the vfs driver's own comparison would find
+// it (see treetar.Changes), in one walk of the two trees through file
+// descriptors, which also makes the ctime check when it applies to top.
+func (s *imageSource) comparedChanges(ctx context.Context, top *storage.Layer, mp, fromID string) ([]archive.Change, error) {
+	from, err := s.store.Layer(fromID)
+	if err != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s: %w", top.ID, err)
+	}
+	fromMp, unmount, err := s.mountLayer(from)
+	if err != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s: %w", top.ID, err)
+	}
+	defer unmount()
+	changes, err := treetar.Changes(ctx, mp, fromMp, treetar.ChangesOptions{
+		NewIDs:       idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap),
+		OldIDs:       idtools.NewIDMappingsFromMaps(from.UIDMap, from.GIDMap),
+		ChangedSince: s.sweep.changedSince(top),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s against layer %s: %w", top.ID, from.ID, err)
 	}
 	return changes, nil
 }

@@ -9,7 +9,9 @@
 // owners mapped back into the container's ID space. It differs in three
 // ways:
 //
-//   - It is about three times as fast. Every file is found through its
+//   - It is about two and a half times as fast (BenchmarkTar: 0.19 s
+//     against 0.49-0.53 s on a 204 MB Debian root filesystem in the page
+//     cache). Every file is found through its
 //     directory's file descriptor (fstatat, openat), and its extended
 //     attributes read through its own (flistxattr), where
 //     containers/storage resolves a path through os.Root several times per
@@ -30,14 +32,10 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -92,15 +90,14 @@ func Write(ctx context.Context, w io.Writer, root string, opts Options) error {
 	}
 	bw := bufio.NewWriterSize(w, streamBufferSize)
 	t := &treeWriter{
-		ctx:      ctx,
-		root:     root,
-		ids:      ids,
-		tw:       tar.NewWriter(bw),
-		seen:     map[inode]linked{},
-		copyBuf:  make([]byte, copyBufferSize),
-		dirents:  make([]byte, direntBufferSize),
-		procFds:  procFdsUsable(),
-		xattrBuf: make([]byte, 1024),
+		ctx:     ctx,
+		root:    root,
+		ids:     ids,
+		tw:      tar.NewWriter(bw),
+		seen:    map[inode]linked{},
+		copyBuf: make([]byte, copyBufferSize),
+		dirents: make([]byte, direntBufferSize),
+		attrs:   newAttrReader(),
 	}
 	if err := t.dir(fd, ""); err != nil {
 		return err
@@ -127,15 +124,14 @@ type linked struct {
 }
 
 type treeWriter struct {
-	ctx      context.Context
-	root     string
-	ids      *idtools.IDMappings // nil: owners kept
-	tw       *tar.Writer
-	seen     map[inode]linked
-	copyBuf  []byte
-	dirents  []byte
-	procFds  bool
-	xattrBuf []byte
+	ctx     context.Context
+	root    string
+	ids     *idtools.IDMappings // nil: owners kept
+	tw      *tar.Writer
+	seen    map[inode]linked
+	copyBuf []byte
+	dirents []byte
+	attrs   *attrReader
 }
 
 // fail names the file at rel (relative to the root) in err.
@@ -149,7 +145,7 @@ func (t *treeWriter) dir(fd int, prefix string) error {
 	if err := t.ctx.Err(); err != nil {
 		return err
 	}
-	names, err := t.readNames(fd)
+	names, err := readNames(fd, t.dirents)
 	if err != nil {
 		return t.fail("listing", prefix, err)
 	}
@@ -161,11 +157,12 @@ func (t *treeWriter) dir(fd int, prefix string) error {
 	return nil
 }
 
-// readNames lists the directory open as fd, sorted bytewise.
-func (t *treeWriter) readNames(fd int) ([]string, error) {
+// readNames lists the directory open as fd, sorted bytewise, reading
+// its entries into buf.
+func readNames(fd int, buf []byte) ([]string, error) {
 	var names []string
 	for {
-		n, err := unix.Getdents(fd, t.dirents)
+		n, err := unix.Getdents(fd, buf)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -175,7 +172,7 @@ func (t *treeWriter) readNames(fd int) ([]string, error) {
 		if n <= 0 {
 			break
 		}
-		_, _, names = unix.ParseDirent(t.dirents[:n], -1, names)
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
 	slices.Sort(names)
 	return names, nil
@@ -260,7 +257,7 @@ func (t *treeWriter) entry(dirfd int, name, rel string) error {
 		hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first.name, 0
 		hdr.PAXRecords = first.pax
 	} else {
-		pax, err := t.xattrs(fd, dirfd, name, rel)
+		pax, err := t.paxXattrs(fd, dirfd, name, rel)
 		if err != nil {
 			return t.fail("reading the extended attributes of", rel, err)
 		}
@@ -364,129 +361,4 @@ func (t *treeWriter) copyFile(fd int, size int64) error {
 		size -= int64(n)
 	}
 	return nil
-}
-
-// Extended attributes kept in the stream, as PAX records.
-const (
-	paxXattr      = "SCHILY.xattr."
-	xattrCap      = "security.capability"
-	xattrIMA      = "security.ima"
-	xattrUser     = "user."
-	xattrOverlay  = "user.overlay."
-	xattrListSize = 64 << 10 // XATTR_LIST_MAX
-)
-
-func keptXattr(name string) bool {
-	return name == xattrCap || name == xattrIMA ||
-		strings.HasPrefix(name, xattrUser) && !strings.HasPrefix(name, xattrOverlay)
-}
-
-// xattrs returns the PAX records of the kept extended attributes of the
-// file open as fd, or, when fd < 0 (a symbolic link, a device or a FIFO,
-// which are not opened), of name in the directory open as dirfd. rel is
-// its name relative to the root.
-func (t *treeWriter) xattrs(fd, dirfd int, name, rel string) (map[string]string, error) {
-	list := func(buf []byte) (int, error) { return unix.Flistxattr(fd, buf) }
-	get := func(attr string, buf []byte) (int, error) { return unix.Fgetxattr(fd, attr, buf) }
-	if fd < 0 {
-		// No file descriptor reads the attributes of a link itself. Reach
-		// it through its directory's, so that no path under the root is
-		// resolved again; without /proc, through its path.
-		p := path.Join(t.root, rel)
-		if t.procFds {
-			p = "/proc/self/fd/" + strconv.Itoa(dirfd) + "/" + name
-		}
-		list = func(buf []byte) (int, error) { return unix.Llistxattr(p, buf) }
-		get = func(attr string, buf []byte) (int, error) { return unix.Lgetxattr(p, attr, buf) }
-	}
-	names, err := t.xattrCall(list)
-	if err != nil || len(names) == 0 {
-		return nil, err
-	}
-	var pax map[string]string
-	for attr := range strings.SplitSeq(strings.TrimSuffix(string(names), "\x00"), "\x00") {
-		if !keptXattr(attr) {
-			continue
-		}
-		value, err := t.xattrCall(func(buf []byte) (int, error) { return get(attr, buf) })
-		if errors.Is(err, unix.ENODATA) {
-			continue // removed since it was listed
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", attr, err)
-		}
-		if attr == xattrCap {
-			if value, err = t.containerCapability(value); err != nil {
-				return nil, fmt.Errorf("%s: %w", attr, err)
-			}
-		}
-		if pax == nil {
-			pax = map[string]string{}
-		}
-		pax[paxXattr+attr] = string(value)
-	}
-	return pax, nil
-}
-
-// xattrCall runs an extended attribute call into t.xattrBuf, growing it
-// while the result does not fit, and returns a copy of the result. A
-// filesystem without extended attributes gives none.
-func (t *treeWriter) xattrCall(call func([]byte) (int, error)) ([]byte, error) {
-	for {
-		n, err := call(t.xattrBuf)
-		switch {
-		case errors.Is(err, unix.ERANGE) && len(t.xattrBuf) < xattrListSize:
-			t.xattrBuf = make([]byte, 2*len(t.xattrBuf))
-			continue
-		case errors.Is(err, unix.ENOTSUP):
-			return nil, nil
-		case err != nil:
-			return nil, err
-		}
-		return slices.Clone(t.xattrBuf[:n]), nil
-	}
-}
-
-// VFS capability values (include/uapi/linux/capability.h): a v3 value
-// carries the user ID, in the ID space of the filesystem, that is root for
-// the capabilities.
-const (
-	capRevisionMask = 0xff000000
-	capRevision2    = 0x02000000
-	capRevision3    = 0x03000000
-	capSizeV2       = 20
-	capSizeV3       = 24
-)
-
-// containerCapability rewrites the root ID of a v3 security.capability
-// value from the host's ID space into the container's. A value whose root
-// is the container's root becomes a v2 value, as the kernel shows it inside
-// the container.
-func (t *treeWriter) containerCapability(v []byte) ([]byte, error) {
-	if t.ids == nil || len(v) != capSizeV3 {
-		return v, nil
-	}
-	magic := binary.LittleEndian.Uint32(v)
-	if magic&capRevisionMask != capRevision3 {
-		return v, nil
-	}
-	root, err := idtools.RawToContainer(int(binary.LittleEndian.Uint32(v[capSizeV2:])), t.ids.UIDs())
-	if err != nil {
-		return nil, err
-	}
-	if root == 0 {
-		out := slices.Clone(v[:capSizeV2])
-		binary.LittleEndian.PutUint32(out, magic&^capRevisionMask|capRevision2)
-		return out, nil
-	}
-	out := slices.Clone(v)
-	binary.LittleEndian.PutUint32(out[capSizeV2:], uint32(root))
-	return out, nil
-}
-
-// procFdsUsable reports whether /proc/self/fd can reach a file through its
-// directory's file descriptor.
-func procFdsUsable() bool {
-	_, err := os.Stat("/proc/self/fd")
-	return err == nil
 }

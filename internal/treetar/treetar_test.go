@@ -313,8 +313,7 @@ func deepPathChown(t *testing.T, root string, base int) {
 
 func mustNames(t *testing.T, fd int) []string {
 	t.Helper()
-	tw := &treeWriter{dirents: make([]byte, direntBufferSize)}
-	names, err := tw.readNames(fd)
+	names, err := readNames(fd, make([]byte, direntBufferSize))
 	if err != nil {
 		t.Fatal(err)
 	}
