@@ -150,14 +150,12 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
 		}
 	}
+	topt := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap)}
 	var tree io.ReadCloser
 	if from == nil {
-		tree = treetar.Reader(ctx, mp, treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap)})
+		tree = treetar.Reader(ctx, mp, topt)
 	} else {
-		tree, err = archive.ExportChanges(mp, changes, top.UIDMap, top.GIDMap)
-	}
-	if err != nil {
-		return exportedLayer{}, fmt.Errorf("reading the tree of layer %s: %w", top.ID, err)
+		tree = treetar.ChangesReader(ctx, mp, changes, topt)
 	}
 	defer tree.Close()
 	src := io.ReadCloser(tree)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bricklayer/bricklayer/internal/testutil"
 	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/directory"
@@ -214,7 +215,7 @@ func hostileTree(t *testing.T, root string) map[string]hostileEntry {
 func deepPath(t *testing.T, root string) map[string]hostileEntry {
 	t.Helper()
 	want := map[string]hostileEntry{}
-	deep := makeDeepPath(t, root, 20, 250)
+	deep := testutil.DeepPath(t, root, 20, 250)
 	want[deep+"/leaf"] = hostileEntry{Type: tar.TypeReg, Mode: 0o644, Size: 4, Content: digest.FromBytes([]byte("leaf"))}
 	for p := deep; p != "."; p = filepath.Dir(p) {
 		want[p] = hostileEntry{Type: tar.TypeDir, Mode: 0o755}
@@ -238,46 +239,6 @@ func nonUTF8Dir(t *testing.T, root string) map[string]hostileEntry {
 		"dir-\xc3\x28":        {Type: tar.TypeDir, Mode: 0o755},
 		"dir-\xc3\x28/inside": {Type: tar.TypeReg, Mode: 0o644, Size: 2, Content: digest.FromBytes([]byte("in"))},
 	}
-}
-
-// makeDeepPath makes depth nested directories of names n bytes long under
-// root, through file descriptors since the whole path is longer than
-// PATH_MAX, with a 4-byte file "leaf" at the bottom. It returns the path
-// relative to root.
-func makeDeepPath(t *testing.T, root string, depth, n int) string {
-	t.Helper()
-	fd, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for i := range depth {
-		name := fmt.Sprintf("%03d", i) + strings.Repeat("d", n-3)
-		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fd = next
-		names = append(names, name)
-	}
-	defer unix.Close(fd)
-	leaf, err := unix.Openat(fd, "leaf", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := unix.Write(leaf, []byte("leaf")); err != nil {
-		t.Fatal(err)
-	}
-	unix.Close(leaf)
-	rel := strings.Join(names, "/")
-	if len(rel) <= unix.PathMax {
-		t.Fatalf("the deep path is only %d bytes", len(rel))
-	}
-	return rel
 }
 
 // ociLayerReader opens the only layer of the only image in an OCI layout,

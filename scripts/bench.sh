@@ -6,8 +6,9 @@
 #
 # usage: scripts/bench.sh [STEP ...]        (default: all of them, in order)
 #   go      go test -bench: Commit per destination and compression, the
-#           4-layer base, the in-process floor (root package), and the
-#           export pipeline alone (internal/layerexport)
+#           4-layer base, the in-process floor (root package), the
+#           export pipeline alone (internal/layerexport), and our tree
+#           walks beside containers/storage's (internal/treetar)
 #   peer    peer.sh setup + commit (ours beside buildah) + limits + gobench
 #           on $WORKLOADS
 #   floor   our CLI committing each workload to oci:, interleaved run by run
@@ -165,7 +166,7 @@ step_build() {
 step_go() {
   note "go test -bench '$GO_BENCH' -benchtime $GO_BENCHTIME -bench.mib=$BENCH_MIB -> $BENCH_OUT/go-bench.txt"
   go test -run '^$' -bench "$GO_BENCH" -benchtime "$GO_BENCHTIME" -benchmem -count 1 -timeout 2h \
-    . ./internal/layerexport -bench.mib="$BENCH_MIB" | tee "$BENCH_OUT/go-bench.txt"
+    . ./internal/layerexport ./internal/treetar -bench.mib="$BENCH_MIB" | tee "$BENCH_OUT/go-bench.txt"
 }
 
 step_peer() {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Owned reports whether the tree helpers may change owners: only root can
@@ -379,4 +381,44 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// DeepPath makes depth nested directories of names n bytes long under
+// root, through file descriptors since the whole path is longer than
+// PATH_MAX, with a 4-byte file "leaf" at the bottom. It returns the path
+// relative to root.
+func DeepPath(t testing.TB, root string, depth, n int) string {
+	t.Helper()
+	fd, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i := range depth {
+		name := fmt.Sprintf("%03d", i) + strings.Repeat("d", n-3)
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, name, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+		names = append(names, name)
+	}
+	defer unix.Close(fd)
+	leaf, err := unix.Openat(fd, "leaf", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Write(leaf, []byte("leaf")); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(leaf)
+	rel := strings.Join(names, "/")
+	if len(rel) <= unix.PathMax {
+		t.Fatalf("the deep path is only %d bytes", len(rel))
+	}
+	return rel
 }

@@ -1,6 +1,7 @@
 package treetar
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -172,7 +173,7 @@ func TestChangesSameAsContainersStorageMapped(t *testing.T) {
 	// The old tree as the container sees it; the new one shifted into a
 	// user namespace's range, but for one owner changed.
 	const base = 100000
-	ids := idtools.NewIDMappingsFromMaps([]idtools.IDMap{{ContainerID: 0, HostID: base, Size: 65536}}, []idtools.IDMap{{ContainerID: 0, HostID: base, Size: 65536}})
+	ids := idtools.NewIDMappingsFromMaps([]idtools.IDMap{{ContainerID: 0, HostID: base, Size: 1 << 20}}, []idtools.IDMap{{ContainerID: 0, HostID: base, Size: 1 << 20}})
 	if err := filepath.Walk(newDir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil {
 			return err
@@ -195,6 +196,8 @@ func TestChangesSameAsContainersStorageMapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSameChanges(t, want, got)
+	wantStream, gotStream := writtenChanges(t, newDir, got, ids)
+	assertSameStream(t, wantStream, gotStream)
 }
 
 // ChangedSince adds the files whose ctime is later, with their
@@ -232,4 +235,66 @@ func TestChangesSince(t *testing.T) {
 		archive.Change{Path: "/c/same/deeper", Kind: archive.ChangeModify},
 		archive.Change{Path: "/c/same", Kind: archive.ChangeModify})
 	assertSameChanges(t, want, got)
+}
+
+// writtenChanges is the normalised stream of WriteChanges and of
+// containers/storage's ExportChanges for changes in the tree newDir.
+func writtenChanges(t *testing.T, newDir string, changes []archive.Change, ids *idtools.IDMappings) (want, got []byte) {
+	t.Helper()
+	var uids, gids []idtools.IDMap
+	if ids != nil {
+		uids, gids = ids.UIDs(), ids.GIDs()
+	}
+	before := slices.Clone(changes)
+	got = normalized(t, ChangesReader(t.Context(), newDir, changes, Options{IDMappings: ids}))
+	if !slices.Equal(before, changes) {
+		t.Errorf("WriteChanges reordered its list")
+	}
+	rc, err := archive.ExportChanges(newDir, slices.Clone(changes), uids, gids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return normalized(t, rc), got
+}
+
+// WriteChanges writes what containers/storage's ExportChanges writes, for
+// the changes of trees changed in every way, with files of every kind and a
+// path longer than PATH_MAX added.
+func TestWriteChangesSameAsContainersStorage(t *testing.T) {
+	requireRoot(t)
+	newDir, oldDir := changePair(t, 5)
+	extras(t, newDir)
+	testutil.DeepPath(t, newDir, 20, 250)
+	changes, err := Changes(t.Context(), newDir, oldDir, ChangesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := writtenChanges(t, newDir, changes, nil)
+	assertSameStream(t, want, got)
+	list := strings.Join(listing(t, got), "\n")
+	for _, name := range []string{`"c/.wh.removed-dir"`, `"c/dir-to-file"`, `"x/linked-too"`, `"c/added/x/y/z"`, `"c/"`} {
+		if !strings.Contains(list, name) {
+			t.Errorf("the stream lacks %s", name)
+		}
+	}
+}
+
+// A directory on a change's path turned into a link fails the stream,
+// naming the change, and nothing outside the tree is read.
+func TestWriteChangesThroughALink(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "f"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "d")); err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	err := WriteChanges(t.Context(), &buf, root, []archive.Change{{Path: "/d/f", Kind: archive.ChangeModify}}, Options{})
+	if !errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), `"/d/f"`) {
+		t.Errorf("changes through a link: %v, want ErrChanged naming /d/f", err)
+	}
+	if strings.Contains(buf.String(), "secret") {
+		t.Errorf("the stream holds a file outside the tree")
+	}
 }

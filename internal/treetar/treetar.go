@@ -86,12 +86,23 @@ func Write(ctx context.Context, w io.Writer, root string, opts Options) error {
 		return fmt.Errorf("opening %s: %w", root, err)
 	}
 	defer unix.Close(fd)
+	t, bw := newTreeWriter(ctx, w, root, opts)
+	t.descend = true
+	if err := t.dir(fd, ""); err != nil {
+		return err
+	}
+	return t.end(bw)
+}
+
+// newTreeWriter returns a treeWriter of the tree under root into w
+// through bw, which [treeWriter.end] flushes.
+func newTreeWriter(ctx context.Context, w io.Writer, root string, opts Options) (*treeWriter, *bufio.Writer) {
 	ids := opts.IDMappings
 	if ids != nil && ids.Empty() {
 		ids = nil
 	}
 	bw := bufio.NewWriterSize(w, streamBufferSize)
-	t := &treeWriter{
+	return &treeWriter{
 		ctx:     ctx,
 		root:    root,
 		ids:     ids,
@@ -100,12 +111,13 @@ func Write(ctx context.Context, w io.Writer, root string, opts Options) error {
 		copyBuf: make([]byte, copyBufferSize),
 		dirents: make([]byte, direntBufferSize),
 		attrs:   newAttrReader(),
-	}
-	if err := t.dir(fd, ""); err != nil {
-		return err
-	}
+	}, bw
+}
+
+// end ends the tar stream and flushes it through bw.
+func (t *treeWriter) end(bw *bufio.Writer) error {
 	if err := t.tw.Close(); err != nil {
-		return fmt.Errorf("ending the tar stream of %s: %w", root, err)
+		return fmt.Errorf("ending the tar stream of %s: %w", t.root, err)
 	}
 	return bw.Flush()
 }
@@ -134,6 +146,8 @@ type treeWriter struct {
 	copyBuf []byte
 	dirents []byte
 	attrs   *attrReader
+	// descend is whether a directory's entry brings its contents.
+	descend bool
 }
 
 // fail names the file at rel (relative to the root) in err.
@@ -283,7 +297,7 @@ func (t *treeWriter) entry(dirfd int, name, rel string) error {
 	if hdr.Typeflag != tar.TypeDir && hdr.Typeflag != tar.TypeLink && st.Nlink > 1 {
 		t.seen[key] = linked{name: hdr.Name, pax: hdr.PAXRecords}
 	}
-	if hdr.Typeflag == tar.TypeDir {
+	if hdr.Typeflag == tar.TypeDir && t.descend {
 		return t.dir(fd, hdr.Name)
 	}
 	return nil
