@@ -242,8 +242,9 @@ func (d *differ) child(newFd, oldFd int, dir, name string) error {
 		return err
 	}
 	if len(d.changes) > mark && !modified {
-		// Something under it changed: its entry comes first.
-		d.changes = slices.Insert(d.changes, mark, archive.Change{Path: p, Kind: archive.ChangeModify})
+		// Something under it changed: its entry goes with them (the list
+		// is sorted at the end).
+		d.add(p, archive.ChangeModify)
 	}
 	return nil
 }
