@@ -50,21 +50,31 @@ func storages(t *testing.T, root string, uids, gids []idtools.IDMap) []byte {
 	return normalized(t, rc)
 }
 
-// listing describes a tar stream one entry a line, for error messages.
-func listing(t *testing.T, stream []byte) []string {
+// eachEntry calls fn with each header of the tar stream r, and a reader
+// of the entry's contents.
+func eachEntry(t *testing.T, r io.Reader, fn func(hdr *tar.Header, contents io.Reader)) {
 	t.Helper()
-	var out []string
-	tr := tar.NewReader(bytes.NewReader(stream))
+	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return out
+			return
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, fmt.Sprintf("%q %c %o %d:%d %d %v %q %d,%d %q", hdr.Name, hdr.Typeflag, hdr.Mode, hdr.Uid, hdr.Gid, hdr.Size, hdr.ModTime.Unix(), hdr.Linkname, hdr.Devmajor, hdr.Devminor, hdr.PAXRecords))
+		fn(hdr, tr)
 	}
+}
+
+// listing describes a tar stream one entry a line, for error messages.
+func listing(t *testing.T, stream []byte) []string {
+	t.Helper()
+	var out []string
+	eachEntry(t, bytes.NewReader(stream), func(hdr *tar.Header, _ io.Reader) {
+		out = append(out, fmt.Sprintf("%q %c %o %d:%d %d %v %q %d,%d %q", hdr.Name, hdr.Typeflag, hdr.Mode, hdr.Uid, hdr.Gid, hdr.Size, hdr.ModTime.Unix(), hdr.Linkname, hdr.Devmajor, hdr.Devminor, hdr.PAXRecords))
+	})
+	return out
 }
 
 // assertSameStream fails unless the two normalised streams are the same
@@ -282,21 +292,14 @@ func TestNonUTF8Directory(t *testing.T) {
 func readEntries(t *testing.T, r io.Reader) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(tr)
+	eachEntry(t, r, func(hdr *tar.Header, contents io.Reader) {
+		b, err := io.ReadAll(contents)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out[hdr.Name] = string(b)
-	}
+	})
+	return out
 }
 
 // setHook sets a test hook for the rest of the test.
