@@ -1,15 +1,12 @@
 package bricklayer
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage"
-	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,6 +21,8 @@ import (
 // back, and the copy the container's layer started as was complete before
 // the store recorded the container; so a file whose ctime is later than the
 // container's creation has changed since, whatever its mtime says.
+// treetar.Changes, which compares the trees in place of the driver, makes
+// that check in the same walk (ChangesOptions.ChangedSince).
 
 // changeSweep says which layer's changes need the ctime check, and since
 // when. The zero value checks nothing.
@@ -80,89 +79,6 @@ func (c changeSweep) changedSince(l *storage.Layer) time.Time {
 		return time.Time{}
 	}
 	return c.since
-}
-
-// add returns changes, which list how layer l, mounted at mp, differs from
-// a layer below, with the files the check finds added when it applies to l.
-func (c changeSweep) add(l *storage.Layer, mp string, changes []archive.Change) ([]archive.Change, error) {
-	if !c.applies(l) {
-		return changes, nil
-	}
-	return addChangedSince(mp, c.since, changes)
-}
-
-// addChangedSince adds to changes, which list how the tree at mp differs
-// from its parent's, every regular file under mp whose ctime is later than
-// since and that changes does not list yet, with its directories.
-func addChangedSince(mp string, since time.Time, changes []archive.Change) ([]archive.Change, error) {
-	listed := make(map[string]bool, len(changes))
-	for _, c := range changes {
-		listed[c.Path] = true
-	}
-	added := 0
-	visit := func(name string, st *unix.Stat_t) {
-		if !time.Unix(st.Ctim.Sec, st.Ctim.Nsec).After(since) || listed[name] {
-			return
-		}
-		for dir := path.Dir(name); dir != "/" && !listed[dir]; dir = path.Dir(dir) {
-			listed[dir] = true
-			changes = append(changes, archive.Change{Path: dir, Kind: archive.ChangeModify})
-		}
-		listed[name] = true
-		changes = append(changes, archive.Change{Path: name, Kind: archive.ChangeModify})
-		added++
-	}
-	fd, err := unix.Open(mp, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err == nil {
-		err = walkRegularFiles(fd, "/", visit)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("looking for files changed since %s: %w", since.Format(time.RFC3339Nano), err)
-	}
-	if added > 0 {
-		logrus.Debugf("%d files under %s changed with their size and mtime kept", added, mp)
-	}
-	return changes, nil
-}
-
-// walkRegularFiles calls visit with the path (from "/") and the lstat of
-// every regular file under the directory open as fd, which it closes. It
-// opens each directory relative to its parent, so paths longer than
-// PATH_MAX are walked too; entries removed meanwhile are skipped, as the
-// tree comparison skips them.
-func walkRegularFiles(fd int, dir string, visit func(name string, st *unix.Stat_t)) error {
-	f := os.NewFile(uintptr(fd), dir)
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return fmt.Errorf("reading directory %s: %w", dir, err)
-	}
-	for _, n := range names {
-		name := path.Join(dir, n)
-		var st unix.Stat_t
-		if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-			visit(name, &st)
-		case unix.S_IFDIR:
-			sub, err := unix.Openat(fd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if errors.Is(err, unix.ENOENT) {
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("opening directory %s: %w", name, err)
-			}
-			if err := walkRegularFiles(sub, name, visit); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // waitPastCtime returns once the clock that stamps ctimes on dir's

@@ -138,15 +138,12 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 	}
 	defer unmount()
 	var changes []archive.Change
-	if from != nil && s.store.GraphDriverName() == "vfs" {
+	if from != nil && s.comparesTrees {
 		if changes, err = s.comparedChanges(ctx, top, mp, from.ID); err != nil {
 			return exportedLayer{}, err
 		}
 	} else if from != nil {
-		if changes, err = s.store.Changes(from.ID, top.ID); err == nil {
-			changes, err = s.sweep.add(top, mp, changes)
-		}
-		if err != nil {
+		if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
 			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
 		}
 	}

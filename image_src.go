@@ -59,6 +59,9 @@ type imageSource struct {
 	// sweep says which layer's changes are also looked for by ctime (see
 	// changed_since.go).
 	sweep changeSweep
+	// comparesTrees is whether the store's driver finds a layer's changes
+	// by comparing its tree with its parent's, which treetar does instead.
+	comparesTrees bool
 
 	// blobCache is containers/image's blob info cache, which pairs blob
 	// digests with the diffIDs that a containers tool computed for them.
@@ -143,6 +146,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		return nil, fmt.Errorf("reading container %s: %w", state.ContainerName, err)
 	}
 	s.sweep = sweepFor(b.store, ctr)
+	s.comparesTrees = comparesTrees(b.store)
 	chain, err := layerChain(b.store, ctr.LayerID)
 	if err != nil {
 		return nil, fmt.Errorf("walking the layers of container %s: %w", state.ContainerName, err)
@@ -403,11 +407,11 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	}
 	eopts := s.exportOptions(norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
-	// A new layer's diff is made here, without the store's lock, when the
-	// store's would miss changes that need the ctime check, and when
-	// treetar can walk it faster: a layer without a parent, and one the
-	// vfs driver would compare with its parent's tree.
-	ownDiff := !base && (l.Parent == "" || s.sweep.applies(l) || s.store.GraphDriverName() == "vfs")
+	// A new layer's diff is made here, without the store's lock, when
+	// treetar can read it faster: a layer without a parent, and one the
+	// driver would compare with its parent's tree (which also makes the
+	// ctime check the store's diff leaves out).
+	ownDiff := !base && (l.Parent == "" || s.comparesTrees)
 	var rc io.ReadCloser
 	var err error
 	if ownDiff {

@@ -129,28 +129,21 @@ func (s *imageSource) unlockedDiff(ctx context.Context, l *storage.Layer) (_ io.
 	return &closeFunc{ReadCloser: rc, after: unmount}, nil
 }
 
-// layerChanges lists what layer l, mounted at mp, changes in its parent.
-// With the vfs driver, treetar compares the two trees (comparedChanges);
-// else the driver's list is taken (treeChanges), with, for a container's
-// layer whose driver compares trees, the files changed with their size and
-// mtime kept (see changed_since.go).
+// layerChanges lists what layer l, mounted at mp, changes in its parent:
+// when the driver would compare the two trees (vfs, and overlay when it
+// does not make its diffs natively), treetar compares them
+// (comparedChanges), with the ctime check; else the driver's list is taken
+// (treeChanges).
 func (s *imageSource) layerChanges(ctx context.Context, l *storage.Layer, mp string) ([]archive.Change, error) {
-	if s.store.GraphDriverName() == "vfs" {
+	if s.comparesTrees {
 		return s.comparedChanges(ctx, l, mp, l.Parent)
 	}
-	changes, err := s.treeChanges(l, mp)
-	if err != nil {
-		return nil, err
-	}
-	if changes, err = s.sweep.add(l, mp, changes); err != nil {
-		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, err)
-	}
-	return changes, nil
+	return s.treeChanges(l, mp)
 }
 
 // comparedChanges lists how the tree of layer top, mounted at mp, differs
-// from that of layer fromID, as the vfs driver's own comparison would find
-// it (see treetar.Changes), in one walk of the two trees through file
+// from that of layer fromID, as the driver's own comparison would find it
+// (see treetar.Changes), in one walk of the two trees through file
 // descriptors, which also makes the ctime check when it applies to top.
 func (s *imageSource) comparedChanges(ctx context.Context, top *storage.Layer, mp, fromID string) ([]archive.Change, error) {
 	from, err := s.store.Layer(fromID)
