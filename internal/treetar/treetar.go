@@ -1,7 +1,9 @@
 // Package treetar reads layers' directory trees through file descriptors:
 // [Write] writes a tree as a tar stream (the diff of a layer that has no
 // parent, or the whole tree of an image squashed), and [Changes] lists how
-// one tree differs from another (a vfs layer's against its parent's).
+// one tree differs from another (a layer's against its parent's, where the
+// vfs driver, or the overlay driver without native diffs, would compare
+// them).
 //
 // The stream holds what containers/storage's archive.TarWithOptions would
 // write for the same tree, read back through [tarnorm]: the same entries in
