@@ -358,7 +358,10 @@ func testCommitHostileContent(t *testing.T, driver string) {
 				dest := storeRef(t, env.store, "localhost/hostile:latest")
 				images, layers := snapshotStore(t, env.store)
 				_, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys})
-				if err == nil || !strings.Contains(err.Error(), "file name too long") || !strings.Contains(err.Error(), ctr.LayerID) {
+				// An overlay store cannot hold the Latin-1 directory
+				// either, and the layer's reader may meet that first.
+				either := driver == "overlay" && !onBase && errors.Is(err, ErrUnreadableName)
+				if err == nil || !strings.Contains(err.Error(), "file name too long") && !either || !strings.Contains(err.Error(), ctr.LayerID) {
 					t.Errorf("commit of a path longer than PATH_MAX into the store: %v, want \"file name too long\" naming the layer", err)
 				}
 				if i, l := snapshotStore(t, env.store); i != images || l != layers {

@@ -415,7 +415,8 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	var rc io.ReadCloser
 	var err error
 	if ownDiff {
-		rc, err = s.unlockedDiff(ctx, l)
+		rc, err = s.unlockedDiff(ctx, l, norm)
+		eopts.Normalize = nil // written normalised
 	} else if rc, err = s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)}); err != nil {
 		err = fmt.Errorf("reading layer %s: %w", l.ID, err)
 	}

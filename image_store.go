@@ -107,19 +107,20 @@ func (s *imageSource) exportIntoStore(ctx context.Context, ctrDir, parent string
 // it, so a store.Diff stream cannot feed a PutLayer of the same store. The
 // stream is written by treetar, about two and a half times as fast as the
 // store's own tar writer: a layer without a parent as its whole tree, any
-// other as its changes.
-func (s *imageSource) unlockedDiff(ctx context.Context, l *storage.Layer) (_ io.ReadCloser, err error) {
+// other as its changes; normalised as norm says as it is written (nil:
+// as the files are), so that it needs no second pass.
+func (s *imageSource) unlockedDiff(ctx context.Context, l *storage.Layer, norm *tarnorm.Options) (_ io.ReadCloser, err error) {
 	mp, unmount, err := s.mountLayer(l)
 	if err != nil {
 		return nil, err
 	}
 	var rc io.ReadCloser
 	if l.Parent == "" {
-		rc = treetar.Reader(ctx, mp, treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap)})
+		rc = treetar.Reader(ctx, mp, treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap), Normalize: norm})
 	} else {
 		var changes []archive.Change
 		if changes, err = s.layerChanges(ctx, l, mp); err == nil {
-			rc = treetar.ChangesReader(ctx, mp, changes, treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap)})
+			rc = treetar.ChangesReader(ctx, mp, changes, treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap), Normalize: norm})
 		}
 	}
 	if err != nil {
@@ -228,12 +229,12 @@ func (c *closeFunc) Close() error {
 
 // digestLayer reads a layer's normalised diff once to learn its digests.
 func (s *imageSource) digestLayer(ctx context.Context, l *storage.Layer, norm *tarnorm.Options) (layerexport.Digests, error) {
-	diff, err := s.unlockedDiff(ctx, l)
+	diff, err := s.unlockedDiff(ctx, l, norm)
 	if err != nil {
 		return layerexport.Digests{}, err
 	}
 	exportStarted(l.ID)
-	d, err := layerexport.Stream(ctx, io.Discard, diff, layerexport.Options{Algorithm: layerexport.None, Normalize: norm})
+	d, err := layerexport.Stream(ctx, io.Discard, diff, layerexport.Options{Algorithm: layerexport.None})
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
@@ -253,13 +254,13 @@ var testHookPutLayer func(source string)
 // that chain ID and diffID exists already (the same content committed
 // before), the new one is deleted and the existing one's ID returned.
 func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent string, norm *tarnorm.Options) (string, layerexport.Digests, error) {
-	diff, err := s.unlockedDiff(ctx, l)
+	diff, err := s.unlockedDiff(ctx, l, norm)
 	if err != nil {
 		return "", layerexport.Digests{}, err
 	}
 	defer diff.Close()
 	exportStarted(l.ID)
-	stream := layerexport.Reader(ctx, diff, norm)
+	stream := layerexport.Reader(ctx, diff, nil)
 	defer stream.Close()
 	if testHookPutLayer != nil {
 		testHookPutLayer(l.ID)

@@ -53,7 +53,7 @@ func WriteChanges(ctx context.Context, w io.Writer, root string, changes []archi
 		dir, name := path.Split(rel)
 		if c.Kind == archive.ChangeDelete {
 			hdr := &tar.Header{Name: dir + whiteoutPrefix + name, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
-			if err := t.tw.WriteHeader(hdr); err != nil {
+			if err := t.writeHeader(hdr); err != nil {
 				return t.fail("writing the whiteout of", rel, err)
 			}
 			continue

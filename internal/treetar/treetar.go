@@ -43,6 +43,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage/pkg/idtools"
 	"golang.org/x/sys/unix"
@@ -54,6 +55,10 @@ type Options struct {
 	// IDMappings maps the owners on disk (host IDs) back to the
 	// container's. Nil or empty keeps them.
 	IDMappings *idtools.IDMappings
+	// Normalize, when set, normalises each header as it is written, as
+	// tarnorm.Copy would (its Check first): the stream is then what
+	// tarnorm.Copy would make of the plain one, with no second pass.
+	Normalize *tarnorm.Options
 }
 
 // ErrChanged: a file changed while the tree was read (it was replaced by
@@ -113,7 +118,21 @@ func newTreeWriter(ctx context.Context, w io.Writer, root string, opts Options) 
 		copyBuf: make([]byte, copyBufferSize),
 		dirents: make([]byte, direntBufferSize),
 		attrs:   newAttrReader(),
+		norm:    opts.Normalize,
 	}, bw
+}
+
+// writeHeader writes hdr, normalised first when the stream is.
+func (t *treeWriter) writeHeader(hdr *tar.Header) error {
+	if t.norm != nil {
+		if t.norm.Check != nil {
+			if err := t.norm.Check(hdr); err != nil {
+				return err
+			}
+		}
+		tarnorm.Header(hdr, *t.norm)
+	}
+	return t.tw.WriteHeader(hdr)
 }
 
 // end ends the tar stream and flushes it through bw.
@@ -150,6 +169,7 @@ type treeWriter struct {
 	attrs   *attrReader
 	// descend is whether a directory's entry brings its contents.
 	descend bool
+	norm    *tarnorm.Options // nil: headers written as read
 }
 
 // fail names the file at rel (relative to the root) in err.
@@ -288,7 +308,7 @@ func (t *treeWriter) entry(dirfd int, name, rel string) error {
 		}
 		hdr.Uid, hdr.Gid = uid, gid
 	}
-	if err := t.tw.WriteHeader(hdr); err != nil {
+	if err := t.writeHeader(hdr); err != nil {
 		return t.fail("writing the header of", rel, err)
 	}
 	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {

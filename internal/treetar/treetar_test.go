@@ -413,3 +413,52 @@ func TestErrors(t *testing.T) {
 		t.Errorf("read after close: %v", err)
 	}
 }
+
+// With Options.Normalize the stream is what tarnorm.Copy makes of the
+// plain one, for a tree and for changes, with and without a clamped
+// mtime; Check sees every header and its error ends the stream.
+func TestNormalizeAsTarnorm(t *testing.T) {
+	requireRoot(t)
+	newDir, oldDir := changePair(t, 6)
+	extras(t, newDir)
+	testutil.DeepPath(t, newDir, 20, 250)
+	changes, err := Changes(t.Context(), newDir, oldDir, ChangesOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, clamp := range []time.Time{{}, time.Date(2021, 6, 1, 0, 0, 0, 0, time.UTC)} {
+		for _, tc := range []struct {
+			name   string
+			stream func(Options) io.ReadCloser
+		}{
+			{"tree", func(o Options) io.ReadCloser { return Reader(t.Context(), newDir, o) }},
+			{"changes", func(o Options) io.ReadCloser { return ChangesReader(t.Context(), newDir, changes, o) }},
+		} {
+			t.Run(fmt.Sprintf("%s/clamp=%v", tc.name, !clamp.IsZero()), func(t *testing.T) {
+				checked := 0
+				norm := &tarnorm.Options{ClampMtime: clamp, Check: func(*tar.Header) error { checked++; return nil }}
+				plain := tc.stream(Options{})
+				var want bytes.Buffer
+				if err := tarnorm.Copy(&want, plain, tarnorm.Options{ClampMtime: clamp}, 0); err != nil {
+					t.Fatal(err)
+				}
+				plain.Close()
+				pre := tc.stream(Options{Normalize: norm})
+				got, err := io.ReadAll(pre)
+				pre.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				assertSameStream(t, want.Bytes(), got)
+				if n := len(listing(t, got)); checked != n {
+					t.Errorf("Check saw %d headers of %d", checked, n)
+				}
+			})
+		}
+	}
+	stop := errors.New("stop")
+	_, err = io.Copy(io.Discard, Reader(t.Context(), newDir, Options{Normalize: &tarnorm.Options{Check: func(*tar.Header) error { return stop }}}))
+	if !errors.Is(err, stop) {
+		t.Errorf("stream whose Check fails: %v", err)
+	}
+}
