@@ -31,14 +31,15 @@ type changeSweep struct {
 	since   time.Time
 }
 
-// sweepFor returns the check for container ctr's layer: needed only where
-// the driver finds changes by comparing trees: vfs, and overlay when it
-// does not make its diffs natively (with metacopy on, as Fedora's
-// storage.conf sets it, or a kernel with redirect_dir). In an overlay
-// mount a file not copied up keeps its lower layer's ctime, older than the
-// container; a copy-up, of content or metadata, gets a new one.
-func sweepFor(store storage.Store, ctr *storage.Container) changeSweep {
-	if ctr.Created.IsZero() || !comparesTrees(store) {
+// sweepFor returns the check for container ctr's layer. It is made only
+// where the driver finds changes by comparing trees (comparesTrees): vfs,
+// and overlay when it does not make its diffs natively (with metacopy on,
+// as Fedora's storage.conf sets it, or a kernel with redirect_dir), since
+// treetar.Changes makes it as it compares them. In an overlay mount a file
+// not copied up keeps its lower layer's ctime, older than the container; a
+// copy-up, of content or metadata, gets a new one.
+func sweepFor(ctr *storage.Container) changeSweep {
+	if ctr.Created.IsZero() {
 		return changeSweep{}
 	}
 	return changeSweep{layerID: ctr.LayerID, since: ctr.Created}
@@ -66,16 +67,11 @@ func comparesTrees(store storage.Store) bool {
 	return false
 }
 
-// applies reports whether the changes of layer l, against a parent, need
-// the check.
-func (c changeSweep) applies(l *storage.Layer) bool {
-	return c.layerID != "" && l.ID == c.layerID && l.Parent != ""
-}
-
 // changedSince returns the time the check counts changes from for layer
-// l, or the zero time when it does not apply to l.
+// l (the container's, against a parent), or the zero time when it does not
+// apply to l.
 func (c changeSweep) changedSince(l *storage.Layer) time.Time {
-	if !c.applies(l) {
+	if c.layerID == "" || l.ID != c.layerID || l.Parent == "" {
 		return time.Time{}
 	}
 	return c.since

@@ -147,7 +147,12 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
 		}
 	}
+	norm := s.normalization(from != nil && walkedDiff(s.store, top))
 	topt := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap)}
+	if len(extra) == 0 {
+		// Written normalised: the export copies it as it is.
+		topt.Normalize, norm = norm, nil
+	}
 	var tree io.ReadCloser
 	if from == nil {
 		tree = treetar.Reader(ctx, mp, topt)
@@ -161,7 +166,7 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 		defer src.Close()
 	}
 	logrus.Debugf("exporting layer %s squashed (from %v)", top.ID, from != nil)
-	el, err := s.exportStream(ctx, dir, top.ID, src, s.normalization(from != nil && walkedDiff(s.store, top)))
+	el, err := s.exportStream(ctx, dir, top.ID, src, norm)
 	if err != nil {
 		return exportedLayer{}, fmt.Errorf("exporting layer %s squashed: %w", top.ID, err)
 	}

@@ -145,8 +145,8 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 		return nil, fmt.Errorf("reading container %s: %w", state.ContainerName, err)
 	}
-	s.sweep = sweepFor(b.store, ctr)
 	s.comparesTrees = comparesTrees(b.store)
+	s.sweep = sweepFor(ctr)
 	chain, err := layerChain(b.store, ctr.LayerID)
 	if err != nil {
 		return nil, fmt.Errorf("walking the layers of container %s: %w", state.ContainerName, err)

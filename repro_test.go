@@ -46,14 +46,18 @@ type reproDest struct {
 	mtype       string
 	compression Compression
 	transport   string // "oci", "dir" or "storage"
+	// squashNew sets SquashNewLayers: the new layer is read from the list
+	// of its changes and written as the composed layers are.
+	squashNew bool
 }
 
 var reproDests = []reproDest{
-	{"oci-gzip", "", CompressionGzip, "oci"},
-	{"oci-zstd", "", CompressionZstd, "oci"},
-	{"oci-none", "", CompressionNone, "oci"},
-	{"docker-gzip", docker.V2S2MediaTypeManifest, CompressionGzip, "dir"},
-	{"storage", "", CompressionGzip, "storage"},
+	{"oci-gzip", "", CompressionGzip, "oci", false},
+	{"oci-zstd", "", CompressionZstd, "oci", false},
+	{"oci-none", "", CompressionNone, "oci", false},
+	{"docker-gzip", docker.V2S2MediaTypeManifest, CompressionGzip, "dir", false},
+	{"storage", "", CompressionGzip, "storage", false},
+	{"oci-squash-new-layers", "", CompressionGzip, "oci", true},
 }
 
 // reproCase is one way of making the same content twice.
@@ -136,7 +140,9 @@ func reproCommits(t *testing.T, c reproCase, epoch, fileTime time.Time) map[stri
 		case "storage":
 			dest = storeRef(t, env.store, "localhost/derived:1")
 		}
-		res, err := b.Commit(env.ctx, dest, opts(d.mtype, d.compression))
+		o := opts(d.mtype, d.compression)
+		o.SquashNewLayers = d.squashNew
+		res, err := b.Commit(env.ctx, dest, o)
 		if err != nil {
 			t.Fatalf("%s: %v", d.name, err)
 		}
