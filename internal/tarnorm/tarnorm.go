@@ -1,8 +1,8 @@
 // Package tarnorm rewrites a tar stream into a normalised form, so that the
 // same tree always gives the same bytes: numeric owners only, no access or
-// change times, whole-second modification times (optionally clamped), a
-// fixed time for whiteouts, and no PAX records but extended attributes,
-// which the tar writer sorts.
+// change times, whole-second modification times (optionally clamped),
+// whiteouts with a fixed time and no owner, mode or link name, and no PAX
+// records but extended attributes, which the tar writer sorts.
 package tarnorm
 
 import (
@@ -32,6 +32,9 @@ const xattrPrefix = "SCHILY.xattr."
 // whiteoutPrefix starts the base name of an entry that marks a deletion
 // (".wh.NAME", and ".wh..wh..opq" for an opaque directory).
 const whiteoutPrefix = ".wh."
+
+// opaqueMarker is the whiteout entry that makes its directory opaque.
+const opaqueMarker = whiteoutPrefix + whiteoutPrefix + ".opq"
 
 // whiteoutTime is the modification time every whiteout entry is given. The
 // store writes whiteouts with the time of the export, which would make the
@@ -87,8 +90,15 @@ func Header(hdr *tar.Header, opts Options) {
 		hdr.ModTime = opts.ClampMtime
 	}
 	hdr.ModTime = hdr.ModTime.UTC()
-	if strings.HasPrefix(path.Base(hdr.Name), whiteoutPrefix) {
+	if base := path.Base(hdr.Name); strings.HasPrefix(base, whiteoutPrefix) {
 		hdr.ModTime = whiteoutTime
+		if base != opaqueMarker && hdr.Typeflag == tar.TypeReg {
+			// A whiteout's owner, mode and link name come from how the
+			// store made it (the overlay driver's are the kernel's shared
+			// character device, created as the mounter), not from the layer.
+			hdr.Mode, hdr.Uid, hdr.Gid, hdr.Linkname = 0, 0, 0, ""
+			hdr.PAXRecords = nil
+		}
 	}
 	// Sparse entries are read back as regular files with their holes filled.
 	if hdr.Typeflag == tar.TypeGNUSparse || hdr.Typeflag == tar.TypeRegA {

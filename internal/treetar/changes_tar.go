@@ -1,7 +1,6 @@
 package treetar
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"time"
 
 	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sys/unix"
@@ -52,8 +50,7 @@ func WriteChanges(ctx context.Context, w io.Writer, root string, changes []archi
 		}
 		dir, name := path.Split(rel)
 		if c.Kind == archive.ChangeDelete {
-			hdr := &tar.Header{Name: dir + whiteoutPrefix + name, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
-			if err := t.writeHeader(hdr); err != nil {
+			if err := t.writeHeader(whiteoutHeader(dir, name)); err != nil {
 				return t.fail("writing the whiteout of", rel, err)
 			}
 			continue

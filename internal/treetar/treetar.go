@@ -1,6 +1,7 @@
 // Package treetar reads layers' directory trees through file descriptors:
 // [Write] writes a tree as a tar stream (the diff of a layer that has no
-// parent, or the whole tree of an image squashed), and [Changes] lists how
+// parent, an overlay layer's diff from its upper directory ([Overlay]), or
+// the whole tree of an image squashed), and [Changes] lists how
 // one tree differs from another (a layer's against its parent's, where the
 // vfs driver, or the overlay driver without native diffs, would compare
 // them).
@@ -59,6 +60,9 @@ type Options struct {
 	// tarnorm.Copy would (its Check first): the stream is then what
 	// tarnorm.Copy would make of the plain one, with no second pass.
 	Normalize *tarnorm.Options
+	// Overlay, when set, reads the tree as an overlay layer's upper
+	// directory (see [Overlay]); [Write] and [Reader] only.
+	Overlay *Overlay
 }
 
 // ErrChanged: a file changed while the tree was read (it was replaced by
@@ -119,6 +123,7 @@ func newTreeWriter(ctx context.Context, w io.Writer, root string, opts Options) 
 		dirents: make([]byte, direntBufferSize),
 		attrs:   newAttrReader(),
 		norm:    opts.Normalize,
+		overlay: opts.Overlay,
 	}, bw
 }
 
@@ -170,6 +175,7 @@ type treeWriter struct {
 	// descend is whether a directory's entry brings its contents.
 	descend bool
 	norm    *tarnorm.Options // nil: headers written as read
+	overlay *Overlay         // nil: not an overlay upper directory
 }
 
 // fail names the file at rel (relative to the root) in err.
@@ -229,6 +235,12 @@ func (t *treeWriter) entry(dirfd int, name, rel string) error {
 	}
 	if testHookStat != nil {
 		testHookStat(rel)
+	}
+	if t.overlay != nil && isWhiteout(&st) {
+		if err := t.writeHeader(whiteoutHeader(strings.TrimSuffix(rel, name), name)); err != nil {
+			return t.fail("writing the whiteout of", rel, err)
+		}
+		return nil
 	}
 	// A further name of a file met before is written as a link to the
 	// first, with the first's attributes; the file is not opened again.
@@ -308,8 +320,19 @@ func (t *treeWriter) entry(dirfd int, name, rel string) error {
 		}
 		hdr.Uid, hdr.Gid = uid, gid
 	}
+	var opaque *tar.Header
+	if t.overlay != nil && hdr.Typeflag == tar.TypeDir {
+		if opaque, err = t.overlay.opaqueHeader(fd, hdr); err != nil {
+			return t.fail("reading", rel, err)
+		}
+	}
 	if err := t.writeHeader(hdr); err != nil {
 		return t.fail("writing the header of", rel, err)
+	}
+	if opaque != nil {
+		if err := t.writeHeader(opaque); err != nil {
+			return t.fail("writing the opaque marker of", rel, err)
+		}
 	}
 	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
 		if err := t.copyFile(fd, hdr.Size); err != nil {
