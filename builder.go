@@ -94,10 +94,9 @@ var (
 	// OpenPGP signatures but not make them; SignByOpenPGPKeyFile can.
 	ErrSigningUnsupported = errors.New("signing with a GnuPG keyring needs gpgme, which this build leaves out (sign with an OpenPGP key file instead)")
 	// ErrUnreadableName: a directory in a new layer has a name that is not
-	// valid UTF-8, and the overlay driver reads that layer by a walk that
-	// would leave the directory's contents out (a container made from an
-	// image), or is to store it and cannot (a commit into the builder's
-	// own store).
+	// valid UTF-8, and the layer is to be committed into an overlay store,
+	// whose driver walks the layer it is given in a way that cannot read
+	// such a directory.
 	ErrUnreadableName = errors.New("directory name is not valid UTF-8: containers/storage cannot read its contents into a layer")
 )
 

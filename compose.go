@@ -137,26 +137,34 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 		return exportedLayer{}, err
 	}
 	defer unmount()
+	// Changes from the layer's own parent, with the overlay driver diffing
+	// natively, are its upper directory's.
+	upper := from != nil && s.readsUpper && top.Parent == from.ID
 	var changes []archive.Change
 	if from != nil && s.comparesTrees {
 		if changes, err = s.comparedChanges(ctx, top, mp, from.ID); err != nil {
 			return exportedLayer{}, err
 		}
-	} else if from != nil {
+	} else if from != nil && !upper {
 		if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
 			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
 		}
 	}
-	norm := s.normalization(from != nil && walkedDiff(s.store, top))
+	norm := s.normalization(false)
 	topt := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap)}
 	if len(extra) == 0 {
 		// Written normalised: the export copies it as it is.
 		topt.Normalize, norm = norm, nil
 	}
 	var tree io.ReadCloser
-	if from == nil {
+	switch {
+	case from == nil:
 		tree = treetar.Reader(ctx, mp, topt)
-	} else {
+	case upper:
+		if tree, err = s.upperDiff(ctx, top, topt); err != nil {
+			return exportedLayer{}, fmt.Errorf("reading layer %s: %w", top.ID, err)
+		}
+	default:
 		tree = treetar.ChangesReader(ctx, mp, changes, topt)
 	}
 	defer tree.Close()

@@ -62,6 +62,10 @@ type imageSource struct {
 	// comparesTrees is whether the store's driver finds a layer's changes
 	// by comparing its tree with its parent's, which treetar does instead.
 	comparesTrees bool
+	// readsUpper is whether the store's driver is overlay making its
+	// diffs natively, from a layer's upper directory, which treetar reads
+	// instead.
+	readsUpper bool
 
 	// blobCache is containers/image's blob info cache, which pairs blob
 	// digests with the diffIDs that a containers tool computed for them.
@@ -146,6 +150,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		return nil, fmt.Errorf("reading container %s: %w", state.ContainerName, err)
 	}
 	s.comparesTrees = comparesTrees(b.store)
+	s.readsUpper = b.store.GraphDriverName() == "overlay" && !s.comparesTrees
 	s.sweep = sweepFor(ctr)
 	chain, err := layerChain(b.store, ctr.LayerID)
 	if err != nil {
@@ -401,17 +406,18 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		return layerexport.Digests{}, "", fmt.Errorf("layer %s: %w", l.ID, err)
 	}
 	opts := s.ref.opts
+	// A new layer's diff is made here, without the store's lock, when
+	// treetar can read it faster: a layer without a parent, one the
+	// driver would compare with its parent's tree (which also makes the
+	// ctime check the store's diff leaves out), and an overlay layer's
+	// upper directory.
+	ownDiff := !base && (l.Parent == "" || s.comparesTrees || s.readsUpper)
 	var norm *tarnorm.Options
 	if !base {
-		norm = s.normalization(walkedDiff(s.store, l))
+		norm = s.normalization(false)
 	}
 	eopts := s.exportOptions(norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
-	// A new layer's diff is made here, without the store's lock, when
-	// treetar can read it faster: a layer without a parent, and one the
-	// driver would compare with its parent's tree (which also makes the
-	// ctime check the store's diff leaves out).
-	ownDiff := !base && (l.Parent == "" || s.comparesTrees)
 	var rc io.ReadCloser
 	var err error
 	if ownDiff {
