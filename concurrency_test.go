@@ -367,3 +367,16 @@ func TestCloseAtEOF(t *testing.T) {
 	}
 	pw.Close()
 }
+
+// TestDefaultLayerParallelism: with the library's default, two layers are
+// exported at once uncompressed and one at a time compressed (see
+// defaultLayerParallelism). Which layers do run at once also depends on
+// the store's lock (a base layer's diff holds it, a new layer's mount
+// needs it), so the bound is checked here, not a timing.
+func TestDefaultLayerParallelism(t *testing.T) {
+	for c, want := range map[Compression]int{CompressionNone: 2, CompressionGzip: 1, CompressionZstd: 1} {
+		if got := defaultLayerParallelism(c); got != want {
+			t.Errorf("%v: %d layers at once by default, want %d", c, got, want)
+		}
+	}
+}

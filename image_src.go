@@ -318,6 +318,22 @@ func (s *imageSource) originAvailable(ctx context.Context, origin string) bool {
 	return true
 }
 
+// defaultLayerParallelism is how many layers are exported at once when the
+// options leave it to the library: two uncompressed, where each export is
+// one goroutine reading and hashing; one compressed, since the compressor
+// already runs on several goroutines (pgzip four blocks at once, zstd two
+// encoders), and a second compressor's buffers take the CLI's heap to its
+// soft limit. Two overlay layers of 204 and 163 MB exported at once made
+// the garbage collector run 261 times with gzip and 1,281 times with zstd,
+// against 8 and 6 one at a time, and took 3.3-3.6 s against 2.9-3.1 s
+// (gzip) and 6.6-7.3 s against 4.2-4.5 s (zstd).
+func defaultLayerParallelism(c Compression) int {
+	if c == CompressionNone {
+		return 2
+	}
+	return 1
+}
+
 // exportLayers exports each job's layer into dir, several at once.
 func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []exportJob) ([]exportedLayer, error) {
 	opts := s.ref.opts
@@ -325,7 +341,7 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 	g, gctx := errgroup.WithContext(ctx)
 	limit := opts.LayerParallelism
 	if limit == 0 {
-		limit = 2
+		limit = defaultLayerParallelism(opts.Compression)
 	}
 	g.SetLimit(limit)
 	for i, job := range jobs {
