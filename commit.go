@@ -87,12 +87,12 @@ type CommitOptions struct {
 	// is also pushed to; for oci: they are more tags in the same layout. Other
 	// destinations refuse them with [ErrInvalidOptions].
 	AdditionalTags []string
-	// LayerParallelism is how many layers are exported at once; 0 means 2
-	// uncompressed and 1 compressed (each compressor already runs on
-	// several goroutines, and two at once take more memory than the CLI's
-	// heap limit lets them use well). The base layers' diffs in the store's
-	// own layer store are read one at a time even so: the store's Diff
-	// holds that layer store's write lock until the diff is closed
+	// LayerParallelism is how many layers are exported at once; 0 means 2.
+	// Of those, one at a time is compressed: each compressor already runs
+	// on several goroutines, and two at once take more memory than the
+	// CLI's heap limit lets them use well. The base layers' diffs in the
+	// store's own layer store are read one at a time even so: the store's
+	// Diff holds that layer store's write lock until the diff is closed
 	// (additional, read-only layer stores take a shared lock instead).
 	LayerParallelism int
 	// BlobCacheDir, when set, is a directory (created if need be) that keeps

@@ -368,15 +368,60 @@ func TestCloseAtEOF(t *testing.T) {
 	pw.Close()
 }
 
-// TestDefaultLayerParallelism: with the library's default, two layers are
-// exported at once uncompressed and one at a time compressed (see
-// defaultLayerParallelism). Which layers do run at once also depends on
-// the store's lock (a base layer's diff holds it, a new layer's mount
-// needs it), so the bound is checked here, not a timing.
-func TestDefaultLayerParallelism(t *testing.T) {
-	for c, want := range map[Compression]int{CompressionNone: 2, CompressionGzip: 1, CompressionZstd: 1} {
-		if got := defaultLayerParallelism(c); got != want {
-			t.Errorf("%v: %d layers at once by default, want %d", c, got, want)
+// TestConcurrentCompressionOneAtATime: a commit exports two layers at
+// once, but compresses one at a time (holdCompressor). With the overlay
+// driver's native diffs a new layer is read without the store's lock, so
+// its export can start while a base layer's holds it: the first export to
+// start waits for a second to start beside it, up to a second.
+func TestConcurrentCompressionOneAtATime(t *testing.T) {
+	env := newTestEnvWith(t, "overlay")
+	if comparesTrees(env.store) {
+		t.Skip("the overlay driver does not make its diffs natively here")
+	}
+	env.commitBase(t, "base", "localhost/base:latest", 31)
+	b, mp := env.newMountedBuilder(t, "localhost/base:latest", "work")
+	if err := os.WriteFile(filepath.Join(mp, "new"), []byte("a file of the new layer"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var waiting, overlapped bool
+	arrived := make(chan struct{}, 1)
+	testHookExportStarted = func(string) {
+		mu.Lock()
+		if waiting {
+			overlapped = true
+			mu.Unlock()
+			arrived <- struct{}{}
+			return
+		}
+		waiting = true
+		mu.Unlock()
+		select {
+		case <-arrived:
+		case <-time.After(time.Second):
+		}
+		mu.Lock()
+		waiting = false
+		mu.Unlock()
+	}
+	t.Cleanup(func() { testHookExportStarted = nil })
+	for _, tc := range []struct {
+		compression Compression
+		parallelism int
+		want        bool
+	}{
+		{CompressionNone, 0, true},
+		{CompressionGzip, 0, false},
+		{CompressionZstd, 0, false},
+		{CompressionNone, 1, false},
+	} {
+		overlapped = false
+		opts := CommitOptions{SystemContext: env.sys, Compression: tc.compression, LayerParallelism: tc.parallelism}
+		if _, err := b.Commit(env.ctx, ociRef(t, env.dir(t, "oci"), "latest"), opts); err != nil {
+			t.Fatal(err)
+		}
+		if overlapped != tc.want {
+			t.Errorf("%v, LayerParallelism %d: two layers exported at once: %v, want %v", tc.compression, tc.parallelism, overlapped, tc.want)
 		}
 	}
 }

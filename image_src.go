@@ -62,6 +62,9 @@ type imageSource struct {
 	// comparesTrees is whether the store's driver finds a layer's changes
 	// by comparing its tree with its parent's, which treetar does instead.
 	comparesTrees bool
+	// compressor is held by the one layer export that compresses at a
+	// time (holdCompressor).
+	compressor chan struct{}
 	// readsUpper is whether the store's driver is overlay making its
 	// diffs natively, from a layer's upper directory, which treetar reads
 	// instead.
@@ -135,7 +138,8 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 	b.mu.Lock()
 	state := b.state // a copy: setters may run while the export does
 	b.mu.Unlock()
-	s := &imageSource{ref: ref, sys: sys, store: b.store, blobs: map[digest.Digest]blob{}, publish: target.blobDir != "" || target.linkInto != ""}
+	s := &imageSource{ref: ref, sys: sys, store: b.store, blobs: map[digest.Digest]blob{}, publish: target.blobDir != "" || target.linkInto != "",
+		compressor: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -318,20 +322,34 @@ func (s *imageSource) originAvailable(ctx context.Context, origin string) bool {
 	return true
 }
 
-// defaultLayerParallelism is how many layers are exported at once when the
-// options leave it to the library: two uncompressed, where each export is
-// one goroutine reading and hashing; one compressed, since the compressor
-// already runs on several goroutines (pgzip four blocks at once, zstd two
-// encoders), and a second compressor's buffers take the CLI's heap to its
-// soft limit. Two overlay layers of 204 and 163 MB exported at once made
-// the garbage collector run 261 times with gzip and 1,281 times with zstd,
-// against 8 and 6 one at a time, and took 3.3-3.6 s against 2.9-3.1 s
-// (gzip) and 6.6-7.3 s against 4.2-4.5 s (zstd).
-func defaultLayerParallelism(c Compression) int {
-	if c == CompressionNone {
-		return 2
+// holdCompressor waits until no other layer of this commit is being
+// compressed, when the layer is to be compressed with a; the returned
+// function lets the next one go. Layers are exported two at a time, but
+// compressed one at a time: each compressor already runs on several
+// goroutines (pgzip four blocks, zstd two encoders), and two take the
+// CLI's heap to its 32 MiB soft limit. Two overlay layers of 204 and 163
+// MB compressed at once made the garbage collector run 261 times (gzip)
+// and 1,281 times (zstd), against 8 and 6 one at a time, and took 3.3-3.6
+// s against 2.9-3.1 s (gzip) and 6.6-7.3 s against 4.2-4.5 s (zstd). What
+// comes before a compression (a new layer's comparison with its parent)
+// and after it (the compressor's last blocks, the sync) still overlaps
+// another layer's.
+//
+// The store's layer lock is never waited for while another export waits
+// here holding it: a base layer's export takes the compressor before it
+// opens its diff (which holds the lock until closed), and every export
+// lets the compressor go before it closes its diff (which may unmount a
+// layer, taking the lock).
+func (s *imageSource) holdCompressor(ctx context.Context, layerID string, a layerexport.Algorithm) (release func(), err error) {
+	if a == layerexport.None {
+		return func() {}, nil
 	}
-	return 1
+	select {
+	case s.compressor <- struct{}{}:
+		return sync.OnceFunc(func() { <-s.compressor }), nil
+	case <-ctx.Done():
+		return func() {}, fmt.Errorf("exporting layer %s: %w", layerID, ctx.Err())
+	}
 }
 
 // exportLayers exports each job's layer into dir, several at once.
@@ -341,7 +359,7 @@ func (s *imageSource) exportLayers(ctx context.Context, dir string, jobs []expor
 	g, gctx := errgroup.WithContext(ctx)
 	limit := opts.LayerParallelism
 	if limit == 0 {
-		limit = defaultLayerParallelism(opts.Compression)
+		limit = 2
 	}
 	g.SetLimit(limit)
 	for i, job := range jobs {
@@ -434,18 +452,34 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	}
 	eopts := s.exportOptions(norm)
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
+	// The compressor is taken (holdCompressor) after a new layer's diff is
+	// made, which holds no lock, but before a base layer's is opened,
+	// which holds the store's: no export waits for it holding that lock.
 	var rc io.ReadCloser
+	release := func() {}
 	var err error
 	if ownDiff {
-		rc, err = s.unlockedDiff(ctx, l, norm)
+		if rc, err = s.unlockedDiff(ctx, l, norm); err == nil {
+			if release, err = s.holdCompressor(ctx, l.ID, eopts.Algorithm); err != nil {
+				rc.Close()
+			}
+		}
 		eopts.Normalize = nil // written normalised
-	} else if rc, err = s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)}); err != nil {
-		err = fmt.Errorf("reading layer %s: %w", l.ID, err)
+	} else if release, err = s.holdCompressor(ctx, l.ID, eopts.Algorithm); err == nil {
+		if rc, err = s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)}); err != nil {
+			release()
+			err = fmt.Errorf("reading layer %s: %w", l.ID, err)
+		}
 	}
 	if err != nil {
 		return layerexport.Digests{}, "", err
 	}
-	diff := &closeAtEOF{rc: rc}
+	defer release()
+	// The next layer may start its compression once this one's diff is
+	// read: what is left here is the compressor's last blocks and the
+	// sync. It is let go before the diff is closed, which may take the
+	// store's lock (unmounting the layer).
+	diff := &closeAtEOF{rc: rc, first: release}
 	var src io.Reader = diff
 	var progress *progressReader
 	if opts.ExportProgress != nil {
@@ -640,6 +674,8 @@ type closeAtEOF struct {
 	once   sync.Once
 	closed atomic.Bool
 	err    error
+	// first, when set, is called as rc is closed, before.
+	first func()
 }
 
 func (c *closeAtEOF) Read(p []byte) (int, error) {
@@ -656,6 +692,9 @@ func (c *closeAtEOF) Read(p []byte) (int, error) {
 func (c *closeAtEOF) Close() error {
 	c.once.Do(func() {
 		c.closed.Store(true)
+		if c.first != nil {
+			c.first()
+		}
 		c.err = c.rc.Close()
 	})
 	return c.err
