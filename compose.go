@@ -10,6 +10,7 @@ import (
 	"github.com/bricklayer/bricklayer/internal/treetar"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage"
+	graphdriver "go.podman.io/storage/drivers"
 	"go.podman.io/storage/pkg/archive"
 	"go.podman.io/storage/pkg/idtools"
 	"golang.org/x/sync/errgroup"
@@ -202,8 +203,22 @@ func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.R
 	return exportedLayer{Digests: d, path: path}, nil
 }
 
-// mountLayer mounts layer l and returns where, and how to unmount it.
+// mountLayer mounts layer l and returns where, and how to unmount it. A
+// vfs layer is a plain directory, which the driver names: the store's
+// mount is left out, since it rewrites and syncs the store's record of
+// mounts each time (20 ms on this project's test machine, 5% of an
+// uncompressed commit of a 204 MB tree).
 func (s *imageSource) mountLayer(l *storage.Layer) (string, func(), error) {
+	if s.store.GraphDriverName() == "vfs" {
+		driver, err := s.store.GraphDriver()
+		if err == nil {
+			var dir string
+			if dir, err = driver.Get(l.ID, graphdriver.MountOpts{}); err == nil {
+				return dir, func() {}, nil
+			}
+		}
+		return "", nil, fmt.Errorf("reading the directory of layer %s: %w", l.ID, err)
+	}
 	mp, err := s.store.Mount(l.ID, l.MountLabel)
 	if err != nil {
 		return "", nil, fmt.Errorf("mounting layer %s: %w", l.ID, err)
