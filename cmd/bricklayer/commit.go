@@ -101,7 +101,7 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 	fs.StringVar(&f.signBySigstoreKey, "sign-by-sigstore-private-key", "", "sign with this sigstore (cosign) private key file")
 	fs.StringVar(&f.signPassphrase, "sign-passphrase-file", "", "read the signing key's passphrase from this file")
 	fs.BoolVar(&f.rm, "rm", false, "remove the working container after committing it")
-	fs.IntVar(&f.jobs, "jobs", 0, "layers exported at once (0: the library's default)")
+	fs.IntVar(&f.jobs, "jobs", 0, "layers exported at once, one compressing at a time (0: the library's default, 2)")
 	fs.IntVar(&f.retry, "retry", 0, "copy again up to this many times after a network or registry failure")
 	fs.DurationVar(&f.retryDelay, "retry-delay", 0, "wait before each retry, such as 500ms or 5s (0: 2s)")
 	fs.StringVar(&f.blobCache, "blob-cache", "", "keep the base image's compressed layers in this directory, and take them from there next time")
