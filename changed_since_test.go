@@ -85,15 +85,7 @@ func testCommitFindsFilesRewrittenInPlace(t *testing.T, driver, dest string) {
 	if err := os.Link(filepath.Join(builderRoot(t, base), "linked"), filepath.Join(builderRoot(t, base), "etc/linked2")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := base.Commit(ctx, storeRef(t, store, "localhost/base:latest"), CommitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-
-	b, err := NewBuilder(ctx, store, BuilderOptions{FromImage: "localhost/base:latest", Container: "derived"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp := builderRoot(t, b)
+	b, mp := deriveFrom(t, store, base)
 	// Rewritten in place, as cp -p or tar x would: same size, same mtime.
 	for name, content := range map[string]string{"etc/conf": "bbbb", "linked": "dddd"} {
 		p := filepath.Join(mp, filepath.FromSlash(name))

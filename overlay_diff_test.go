@@ -36,15 +36,7 @@ func TestOverlayDiffSameAsStore(t *testing.T) {
 		"dir/a": "a", "dir/b": "b", "rep/old1": "1", "rep/sub/x": "x",
 		"deep/er/est/file": "deep",
 	})
-	if _, err := base.Commit(ctx, storeRef(t, store, "localhost/base:latest"), CommitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-
-	b, err := NewBuilder(ctx, store, BuilderOptions{FromImage: "localhost/base:latest", Container: "derived"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp := builderRoot(t, b)
+	b, mp := deriveFrom(t, store, base)
 	for _, p := range []string{"gone1", "gone2", "dir/a", "rep", "deep/er"} {
 		if err := os.RemoveAll(filepath.Join(mp, p)); err != nil {
 			t.Fatal(err)

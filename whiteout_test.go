@@ -25,6 +25,7 @@ import (
 	is "go.podman.io/image/v5/storage"
 	"go.podman.io/image/v5/transports"
 	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
 )
 
 // TestWhiteoutsAfterDeletion builds a base image, removes and replaces
@@ -164,6 +165,21 @@ func copyImage(t *testing.T, ctx context.Context, dest, src types.ImageReference
 	if _, err := copy.Image(ctx, pc, dest, src, &copy.Options{SourceCtx: sys, DestinationCtx: sys}); err != nil {
 		t.Fatalf("copying %s to %s: %v", transports.ImageName(src), transports.ImageName(dest), err)
 	}
+}
+
+// deriveFrom commits base into store as localhost/base:latest, and
+// returns a builder named derived made from that image, and its root.
+func deriveFrom(t *testing.T, store storage.Store, base *Builder) (*Builder, string) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := base.Commit(ctx, storeRef(t, store, "localhost/base:latest"), CommitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBuilder(ctx, store, BuilderOptions{FromImage: "localhost/base:latest", Container: "derived"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, builderRoot(t, b)
 }
 
 // writeTree writes files (slash-separated relative path -> content) under
