@@ -14,10 +14,10 @@ import (
 // io/fs refuses names that are not valid UTF-8: such a directory is
 // written into the diff, but its contents are left out, and nothing but a
 // log line says so. The overlay driver walks a layer it is given the same
-// way, and fails on such a directory. A commit reads no new layer through
-// that walk (treetar reads them all), but a commit into an overlay store
-// fails on such a name with [ErrUnreadableName] before the store is given
-// the layer.
+// way, and fails on such a directory. With the vfs and overlay drivers a
+// commit reads no new layer through that walk (treetar reads them all),
+// but a commit into an overlay store fails on such a name with
+// [ErrUnreadableName] before the store is given the layer.
 
 // normalization returns the commit's normalisation of a new layer; for a
 // layer written into an overlay store (intoOverlay), it also fails the
