@@ -187,11 +187,20 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.Reader, norm *tarnorm.Options) (exportedLayer, error) {
 	opts := s.ref.opts
 	eopts := s.exportOptions(norm)
+	// A squashed layer is compressed beside the base layers' exports
+	// (exportComposedWithBase), one at a time as they are. Its stream holds
+	// no lock of the store's.
+	release, err := s.holdCompressor(ctx, id, eopts.Algorithm)
+	if err != nil {
+		return exportedLayer{}, err
+	}
+	defer release()
 	var progress *progressReader
 	if opts.ExportProgress != nil {
 		progress = &progressReader{r: src, layerID: id, fn: opts.ExportProgress}
 		src = progress
 	}
+	exportStarted(id)
 	d, path, err := layerexport.ToFile(ctx, dir, src, eopts)
 	if err != nil {
 		return exportedLayer{}, err
