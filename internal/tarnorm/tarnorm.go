@@ -29,12 +29,12 @@ type Options struct {
 // xattrPrefix is the PAX record prefix that carries extended attributes.
 const xattrPrefix = "SCHILY.xattr."
 
-// whiteoutPrefix starts the base name of an entry that marks a deletion
-// (".wh.NAME", and ".wh..wh..opq" for an opaque directory).
-const whiteoutPrefix = ".wh."
+// WhiteoutPrefix starts the base name of an entry that marks a deletion
+// (".wh.NAME", and OpaqueMarker for an opaque directory).
+const WhiteoutPrefix = ".wh."
 
-// opaqueMarker is the whiteout entry that makes its directory opaque.
-const opaqueMarker = whiteoutPrefix + whiteoutPrefix + ".opq"
+// OpaqueMarker is the whiteout entry that makes its directory opaque.
+const OpaqueMarker = WhiteoutPrefix + WhiteoutPrefix + ".opq"
 
 // whiteoutTime is the modification time every whiteout entry is given. The
 // store writes whiteouts with the time of the export, which would make the
@@ -90,9 +90,9 @@ func Header(hdr *tar.Header, opts Options) {
 		hdr.ModTime = opts.ClampMtime
 	}
 	hdr.ModTime = hdr.ModTime.UTC()
-	if base := path.Base(hdr.Name); strings.HasPrefix(base, whiteoutPrefix) {
+	if base := path.Base(hdr.Name); strings.HasPrefix(base, WhiteoutPrefix) {
 		hdr.ModTime = whiteoutTime
-		if base != opaqueMarker && hdr.Typeflag == tar.TypeReg {
+		if base != OpaqueMarker && hdr.Typeflag == tar.TypeReg {
 			// A whiteout's owner, mode and link name come from how the
 			// store made it (the overlay driver's are the kernel's shared
 			// character device, created as the mounter), not from the layer.

@@ -69,9 +69,6 @@ func WriteChanges(ctx context.Context, w io.Writer, root string, changes []archi
 	return t.end(bw)
 }
 
-// whiteoutPrefix starts the name of an entry that marks a deletion.
-const whiteoutPrefix = ".wh."
-
 // dirStack holds open the directories along the path of the last entry
 // written, so that the next one, in path order, opens only what is new on
 // its path. names[i] is fds[i]'s name relative to the root, with a trailing

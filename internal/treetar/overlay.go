@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"golang.org/x/sys/unix"
 )
@@ -37,9 +38,6 @@ type Overlay struct {
 	OpaqueXattr string
 }
 
-// opaqueMarker is the name of the entry that makes its directory opaque.
-const opaqueMarker = whiteoutPrefix + whiteoutPrefix + ".opq"
-
 // isWhiteout reports whether st is an overlay whiteout.
 func isWhiteout(st *unix.Stat_t) bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
@@ -48,7 +46,7 @@ func isWhiteout(st *unix.Stat_t) bool {
 // whiteoutHeader returns the entry that deletes name in directory dir (with
 // a trailing slash, "" for the root), as a layer's tar stream holds it.
 func whiteoutHeader(dir, name string) *tar.Header {
-	return &tar.Header{Name: dir + whiteoutPrefix + name, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
+	return &tar.Header{Name: dir + tarnorm.WhiteoutPrefix + name, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
 }
 
 // opaqueHeader returns the entry that follows the header dir of a
@@ -72,7 +70,7 @@ func (o *Overlay) opaqueHeader(fd int, dir *tar.Header) (*tar.Header, error) {
 		return nil, err
 	}
 	return &tar.Header{
-		Name:     dir.Name + opaqueMarker,
+		Name:     dir.Name + tarnorm.OpaqueMarker,
 		Typeflag: tar.TypeReg,
 		Mode:     dir.Mode & 0o777,
 		Uid:      dir.Uid,

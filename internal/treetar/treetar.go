@@ -313,7 +313,7 @@ func (t *treeWriter) entry(dirfd int, name, rel string) error {
 		}
 		hdr.PAXRecords = pax
 	}
-	if t.ids != nil && !strings.HasPrefix(name, ".wh.") {
+	if t.ids != nil && !strings.HasPrefix(name, tarnorm.WhiteoutPrefix) {
 		uid, gid, err := t.ids.ToContainer(idtools.IDPair{UID: hdr.Uid, GID: hdr.Gid})
 		if err != nil {
 			return t.fail("mapping the owner of", rel, err)
