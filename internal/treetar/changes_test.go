@@ -257,18 +257,27 @@ func writtenChanges(t *testing.T, newDir string, changes []archive.Change, ids *
 	return normalized(t, rc), got
 }
 
-// WriteChanges writes what containers/storage's ExportChanges writes, for
-// the changes of trees changed in every way, with files of every kind and a
-// path longer than PATH_MAX added.
-func TestWriteChangesSameAsContainersStorage(t *testing.T) {
-	requireRoot(t)
-	newDir, oldDir := changePair(t, 5)
+// changedTree makes a pair of trees changed in every way (changePair),
+// adds files of every kind and a path longer than PATH_MAX to the new one,
+// and returns it with its changes.
+func changedTree(t *testing.T, seed uint64) (string, []archive.Change) {
+	t.Helper()
+	newDir, oldDir := changePair(t, seed)
 	extras(t, newDir)
 	testutil.DeepPath(t, newDir, 20, 250)
 	changes, err := Changes(t.Context(), newDir, oldDir, ChangesOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newDir, changes
+}
+
+// WriteChanges writes what containers/storage's ExportChanges writes, for
+// the changes of trees changed in every way, with files of every kind and a
+// path longer than PATH_MAX added.
+func TestWriteChangesSameAsContainersStorage(t *testing.T) {
+	requireRoot(t)
+	newDir, changes := changedTree(t, 5)
 	want, got := writtenChanges(t, newDir, changes, nil)
 	assertSameStream(t, want, got)
 	list := strings.Join(listing(t, got), "\n")

@@ -419,13 +419,7 @@ func TestErrors(t *testing.T) {
 // mtime; Check sees every header and its error ends the stream.
 func TestNormalizeAsTarnorm(t *testing.T) {
 	requireRoot(t)
-	newDir, oldDir := changePair(t, 6)
-	extras(t, newDir)
-	testutil.DeepPath(t, newDir, 20, 250)
-	changes, err := Changes(t.Context(), newDir, oldDir, ChangesOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	newDir, changes := changedTree(t, 6)
 	for _, clamp := range []time.Time{{}, time.Date(2021, 6, 1, 0, 0, 0, 0, time.UTC)} {
 		for _, tc := range []struct {
 			name   string
@@ -457,7 +451,7 @@ func TestNormalizeAsTarnorm(t *testing.T) {
 		}
 	}
 	stop := errors.New("stop")
-	_, err = io.Copy(io.Discard, Reader(t.Context(), newDir, Options{Normalize: &tarnorm.Options{Check: func(*tar.Header) error { return stop }}}))
+	_, err := io.Copy(io.Discard, Reader(t.Context(), newDir, Options{Normalize: &tarnorm.Options{Check: func(*tar.Header) error { return stop }}}))
 	if !errors.Is(err, stop) {
 		t.Errorf("stream whose Check fails: %v", err)
 	}
