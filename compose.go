@@ -133,22 +133,27 @@ func (s *imageSource) exportComposed(ctx context.Context, dir string, ctr *stora
 // from that of layer from (its whole tree when from is nil), with the extra
 // entries on top.
 func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from *storage.Layer, extra []extraEntry) (exportedLayer, error) {
-	mp, unmount, err := s.mountLayer(top)
-	if err != nil {
-		return exportedLayer{}, err
-	}
-	defer unmount()
-	// Changes from the layer's own parent, with the overlay driver diffing
-	// natively, are its upper directory's.
-	upper := from != nil && s.readsUpper && top.Parent == from.ID
+	// With the overlay driver diffing natively, a layer's changes from its
+	// own parent, or its whole tree when it has none, are its upper
+	// directory, read without a mount.
+	upper := s.readsUpper && (from == nil && top.Parent == "" || from != nil && top.Parent == from.ID)
+	var mp string
 	var changes []archive.Change
-	if from != nil && s.comparesTrees {
-		if changes, err = s.comparedChanges(ctx, top, mp, from.ID); err != nil {
+	if !upper {
+		var unmount func()
+		var err error
+		if mp, unmount, err = s.mountLayer(top); err != nil {
 			return exportedLayer{}, err
 		}
-	} else if from != nil && !upper {
-		if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
-			return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
+		defer unmount()
+		if from != nil && s.comparesTrees {
+			if changes, err = s.comparedChanges(ctx, top, mp, from.ID); err != nil {
+				return exportedLayer{}, err
+			}
+		} else if from != nil {
+			if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
+				return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
+			}
 		}
 	}
 	norm := s.normalization(false)
@@ -159,12 +164,13 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 	}
 	var tree io.ReadCloser
 	switch {
-	case from == nil:
-		tree = treetar.Reader(ctx, mp, topt)
 	case upper:
+		var err error
 		if tree, err = s.upperDiff(ctx, top, topt); err != nil {
 			return exportedLayer{}, fmt.Errorf("reading layer %s: %w", top.ID, err)
 		}
+	case from == nil:
+		tree = treetar.Reader(ctx, mp, topt)
 	default:
 		tree = treetar.ChangesReader(ctx, mp, changes, topt)
 	}

@@ -106,13 +106,14 @@ func (s *imageSource) exportIntoStore(ctx context.Context, ctrDir, parent string
 // lock until its stream is closed, and PutLayer needs it, so a store.Diff
 // stream cannot feed a PutLayer of the same store. The stream is written
 // by treetar, about two and a half times as fast as the store's own tar
-// writer: a layer without a parent as its mounted tree, an overlay layer
-// that the driver diffs natively from its upper directory (upperDiff), any
-// other as its changes; normalised as norm says as it is written (nil: as
-// the files are), so that it needs no second pass.
+// writer: a layer of an overlay driver that makes its diffs natively as
+// its upper directory (upperDiff), with or without a parent, as the driver
+// would; any other layer without a parent as its mounted tree, and with one
+// as its changes; normalised as norm says as it is written (nil: as the
+// files are), so that it needs no second pass.
 func (s *imageSource) unlockedDiff(ctx context.Context, l *storage.Layer, norm *tarnorm.Options) (_ io.ReadCloser, err error) {
 	opts := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap), Normalize: norm}
-	if l.Parent != "" && s.readsUpper {
+	if s.readsUpper {
 		rc, err := s.upperDiff(ctx, l, opts)
 		if err != nil {
 			return nil, fmt.Errorf("reading layer %s: %w", l.ID, err)
@@ -143,10 +144,11 @@ func (s *imageSource) unlockedDiff(ctx context.Context, l *storage.Layer, norm *
 // layer whose upper directory is read.
 var testHookUpperDiff func(layerID string)
 
-// upperDiff returns overlay layer l's diff against its parent as the
-// driver makes it natively: its upper directory, whose whiteouts and opaque
-// directories treetar converts, looking into the lower layers' directories.
-// The layer need not be mounted.
+// upperDiff returns overlay layer l's diff against its parent (its whole
+// tree when it has none) as the driver makes it natively: its upper
+// directory, whose whiteouts and opaque directories treetar converts,
+// looking into the lower layers' directories. The layer need not be
+// mounted.
 func (s *imageSource) upperDiff(ctx context.Context, l *storage.Layer, opts treetar.Options) (io.ReadCloser, error) {
 	if testHookUpperDiff != nil {
 		testHookUpperDiff(l.ID)
