@@ -19,6 +19,14 @@
 #           that holds an earlier commit of it (base layers there already),
 #           and into a new layout, ours with a --blob-cache that an earlier
 #           commit filled
+#   overlay the peer and base4 workloads again in a store of the overlay
+#           driver ($BENCH_WORK/store-overlay): peer.sh setup + commit on
+#           $OVERLAY_WORKLOADS, where a new layer is its upper directory
+#   journal the containers-storage target again, with the store on an ext4
+#           filesystem that has a journal (a loop-mounted image file under
+#           $BENCH_WORK): without one, as on this project's machine, ext4
+#           passes over every inode freed in the last minutes, and peer.sh
+#           removes the previous run's image right before each run
 #   sweep   commit time against layer size for both tools: one mktree.sh tree
 #           per size in $SWEEP_SIZES, peer.sh setup + commit on them
 #   plot    $BENCH_OUT/sweep.png from $BENCH_OUT/sweep.tsv (gnuplot)
@@ -37,6 +45,8 @@
 #   FLOOR_COMPRESSIONS="gzip none"  FLOOR_SINKS="discard file"   floor step
 #   BASE4_MB=48                MiB of each of the base4 workload's 5 layers
 #   BASE4_TARGETS="oci-gzip oci-raw"
+#   OVERLAY_WORKLOADS="debian base4"  OVERLAY_TARGETS="oci-gzip oci-raw cs docker"
+#   JOURNAL_WORKLOADS=$WORKLOADS  JOURNAL_TARGETS=cs  JOURNAL_GB=8 (image size)
 #   SWEEP_SIZES="1 8 64 256"   MB per layer; the full sweep is
 #                              "1 8 64 256 1024 2048" (size 1024 reuses the
 #                              big workload when $BENCH_WORK/tree-big exists)
@@ -67,6 +77,11 @@ FLOOR_COMPRESSIONS=${FLOOR_COMPRESSIONS:-gzip none}
 FLOOR_SINKS=${FLOOR_SINKS:-discard file}
 BASE4_MB=${BASE4_MB:-48}
 BASE4_TARGETS=${BASE4_TARGETS:-oci-gzip oci-raw}
+OVERLAY_WORKLOADS=${OVERLAY_WORKLOADS:-debian base4}
+OVERLAY_TARGETS=${OVERLAY_TARGETS:-oci-gzip oci-raw cs docker}
+JOURNAL_WORKLOADS=${JOURNAL_WORKLOADS:-$WORKLOADS}
+JOURNAL_TARGETS=${JOURNAL_TARGETS:-cs}
+JOURNAL_GB=${JOURNAL_GB:-8}
 SWEEP_SIZES=${SWEEP_SIZES:-1 8 64 256}
 SWEEP_TARGETS=${SWEEP_TARGETS:-oci-gzip}
 SWEEP_RUNS=${SWEEP_RUNS:-$RUNS}
@@ -74,6 +89,7 @@ INSTALL=${INSTALL:-1}
 BIN=$ROOT/bin/bricklayer
 PEER_STORAGE=(--root "$BENCH_WORK/store" --runroot "$BENCH_WORK/run" --storage-driver vfs)
 PEER_BUILDAH=(buildah "${PEER_STORAGE[@]}")
+OVERLAY_STORE=$BENCH_WORK/store-overlay OVERLAY_RUNROOT=$BENCH_WORK/run-overlay
 export GOFLAGS="-buildvcs=false -tags=containers_image_openpgp,exclude_graphdriver_btrfs"
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -178,25 +194,28 @@ step_peer() {
 
 # The base4 workload: trees $BENCH_WORK/tree-base4/l1..l5, images
 # localhost/bench-base4:1..4 (l1, l1+l2, ...), container bench-wl-base4 on
-# image 4 with l5 copied in. Its tar size (peer.sh's MB/s) is the five
-# layers', all of which a commit to oci: exports.
+# image 4 with l5 copied in, in the store that buildah's storage options
+# (default: the peer store's) name. Its tar size (peer.sh's MB/s) is the
+# five layers', all of which a commit to oci: exports.
 BASE4_DIR=$BENCH_WORK/tree-base4
 base4_container() {
   local dir=$BASE4_DIR i from=scratch
+  local -a bb=("${PEER_BUILDAH[@]}")
+  [ $# -eq 0 ] || bb=(buildah "$@")
   export BUILDAH_ISOLATION=chroot
   for i in 1 2 3 4 5; do
     [ -d "$dir/l$i" ] || { mkdir -p "$dir"; SIZE_MB=$BASE4_MB SEED=base4-$i sh "$MKTREE" "$dir/l$i"; }
   done
-  if ! "${PEER_BUILDAH[@]}" containers --format '{{.ContainerName}}' | grep -x bench-wl-base4 >/dev/null; then
+  if ! "${bb[@]}" containers --format '{{.ContainerName}}' | grep -x bench-wl-base4 >/dev/null; then
     for i in 1 2 3 4; do
-      "${PEER_BUILDAH[@]}" from --name bench-base4-build "$from" >/dev/null
-      "${PEER_BUILDAH[@]}" copy --quiet bench-base4-build "$dir/l$i" "/l$i" >/dev/null
-      "${PEER_BUILDAH[@]}" commit -q --rm bench-base4-build "localhost/bench-base4:$i" >/dev/null
+      "${bb[@]}" from --name bench-base4-build "$from" >/dev/null
+      "${bb[@]}" copy --quiet bench-base4-build "$dir/l$i" "/l$i" >/dev/null
+      "${bb[@]}" commit -q --rm bench-base4-build "localhost/bench-base4:$i" >/dev/null
       from=localhost/bench-base4:$i
     done
-    "${PEER_BUILDAH[@]}" from --name bench-wl-base4 "$from" >/dev/null
-    "${PEER_BUILDAH[@]}" copy --quiet bench-wl-base4 "$dir/l5" /l5 >/dev/null
-    note "container bench-wl-base4: 4 base layers + 1, $BASE4_MB MB each"
+    "${bb[@]}" from --name bench-wl-base4 "$from" >/dev/null
+    "${bb[@]}" copy --quiet bench-wl-base4 "$dir/l5" /l5 >/dev/null
+    note "container bench-wl-base4: 4 base layers + 1, $BASE4_MB MB each ($*)"
   fi
 }
 
@@ -254,6 +273,65 @@ step_again() {
   done
   summarize "$tsv" "wl comp dest runs ours_s buildah_s ours/buildah" | tee "$BENCH_OUT/again.txt"
   rm -rf "$ol" "$bl" "$cache"
+}
+
+# The overlay step: the same workloads in a store of the overlay driver,
+# where a container's changes are its layer's upper directory (the driver's
+# native diff). peer.sh makes each workload's container there with
+# `buildah from scratch` + `buildah copy` (a layer without a parent);
+# base4's new layer has a parent, whose diff the driver makes from the
+# upper directory too. Skipped where the kernel has no overlay filesystem.
+step_overlay() {
+  have_buildah "the overlay step" || return 0
+  if ! grep -qw overlay /proc/filesystems && ! modprobe overlay 2>/dev/null; then
+    note "no overlay filesystem here: skipping the overlay step"
+    return 0
+  fi
+  local w wls="" base4=
+  local -a envs=(STORAGE_DRIVER=overlay STORE="$OVERLAY_STORE" RUNROOT="$OVERLAY_RUNROOT")
+  for w in $OVERLAY_WORKLOADS; do
+    if [ "$w" = base4 ]; then base4=1; else wls+=" $w"; fi
+  done
+  : > "$BENCH_OUT/overlay.txt"
+  if [ -n "$wls" ]; then
+    note "peer.sh setup + commit on$wls in an overlay store -> $BENCH_OUT/overlay.txt"
+    peer "${envs[@]}" WORKLOADS="${wls# }" TARGETS="$OVERLAY_TARGETS" -- setup commit | tee -a "$BENCH_OUT/overlay.txt"
+  fi
+  if [ -n "$base4" ]; then
+    base4_container --root "$OVERLAY_STORE" --runroot "$OVERLAY_RUNROOT" --storage-driver overlay
+    note "peer.sh commit on base4 in an overlay store -> $BENCH_OUT/overlay.txt"
+    peer "${envs[@]}" WORKLOADS=base4 WL_DIR_base4="$BASE4_DIR" TARGETS="$BASE4_TARGETS" -- commit | tee -a "$BENCH_OUT/overlay.txt"
+  fi
+}
+
+# The journal step: peer.sh setup + commit on $JOURNAL_WORKLOADS with the
+# peer store on a new ext4 filesystem that has a journal, in a sparse image
+# file loop-mounted under $BENCH_WORK, removed at the end. Without a journal
+# ext4 does not reuse an inode freed in the last minutes, and checks each
+# such inode's deletion time on its way to a free one, so that creating the
+# files of a layer right after removing those of another slows down several
+# times. peer.sh's containers-storage target does just that before every
+# run.
+step_journal() {
+  have_buildah "the journal step" || return 0
+  command -v mkfs.ext4 >/dev/null || { note "no mkfs.ext4: skipping the journal step"; return 0; }
+  local img=$BENCH_WORK/journal-ext4.img mnt=$BENCH_WORK/journal-ext4
+  if mountpoint -q "$mnt"; then umount "$mnt"; fi
+  rm -f "$img"
+  mkdir -p "$mnt"
+  truncate -s "${JOURNAL_GB}G" "$img"
+  mkfs.ext4 -q -F "$img"
+  if ! mount -o loop "$img" "$mnt"; then
+    rm -f "$img"
+    note "cannot loop-mount $img: skipping the journal step"
+    return 0
+  fi
+  note "peer.sh setup + commit on $JOURNAL_WORKLOADS ($JOURNAL_TARGETS), the store on a journaled ext4 -> $BENCH_OUT/journal.txt"
+  local rc=0
+  peer STORE="$mnt/store" RUNROOT="$mnt/run" WORKLOADS="$JOURNAL_WORKLOADS" TARGETS="$JOURNAL_TARGETS" -- setup commit |
+    tee "$BENCH_OUT/journal.txt" || rc=$?
+  umount "$mnt" && rm -f "$img" && rmdir "$mnt"
+  return "$rc"
 }
 
 # wl_dir W: the tree of peer.sh workload W, as peer.sh finds it
@@ -386,15 +464,15 @@ EOF
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(go peer floor base4 again sweep plot)
+[ ${#steps[@]} -gt 0 ] || steps=(go peer floor base4 again overlay journal sweep plot)
 ensure_tools buildah:buildah time:time docker-registry:docker-registry gnuplot:gnuplot-nox \
   debootstrap:debootstrap pigz:pigz zstd:zstd
 mkdir -p "$BENCH_WORK"
 machine
 for s in "${steps[@]}"; do
   case $s in
-    go|peer|floor|base4|again|sweep|plot) "step_$s" ;;
-    *) die "unknown step $s (want go, peer, floor, base4, again, sweep or plot)" ;;
+    go|peer|floor|base4|again|overlay|journal|sweep|plot) "step_$s" ;;
+    *) die "unknown step $s (want go, peer, floor, base4, again, overlay, journal, sweep or plot)" ;;
   esac
 done
 note "results in $BENCH_OUT"
