@@ -25,8 +25,12 @@ test: vet fmt-check
 # machine. The first run builds every dependency with coverage
 # instrumentation, which takes minutes; later runs reuse the build cache. A
 # failure leaves its input in the package's testdata/fuzz, where go test
-# replays it from then on.
+# replays it from then on. Each input that finds new code is minimised
+# first, for up to 60 s by default, with its executions left out of the
+# count: FuzzLocalName's runs of 50000x took 11 s to 90 s. FUZZMINIMIZE
+# bounds each minimisation by a count as well.
 FUZZTIME ?= 50000x
+FUZZMINIMIZE ?= 1000x
 FUZZ_TARGETS := .:FuzzParseCompression \
 	./docker:FuzzV2ImageRoundTrip ./docker:FuzzV2S2ManifestRoundTrip \
 	./internal/copier:FuzzLookupOwner ./internal/dockerfile:FuzzParseChange \
@@ -35,7 +39,7 @@ FUZZ_TARGETS := .:FuzzParseCompression \
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz: $$pkg $$fn for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg; \
 	done
 
 unit:
