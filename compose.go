@@ -137,11 +137,13 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 	// own parent, or its whole tree when it has none, are its upper
 	// directory, read without a mount.
 	upper := s.readsUpper && (from == nil && top.Parent == "" || from != nil && top.Parent == from.ID)
-	var mp string
-	var changes []archive.Change
+	var (
+		mp      string
+		changes []archive.Change
+		err     error
+	)
 	if !upper {
 		var unmount func()
-		var err error
 		if mp, unmount, err = s.mountLayer(top); err != nil {
 			return exportedLayer{}, err
 		}
@@ -165,7 +167,6 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 	var tree io.ReadCloser
 	switch {
 	case upper:
-		var err error
 		if tree, err = s.upperDiff(ctx, top, topt); err != nil {
 			return exportedLayer{}, fmt.Errorf("reading layer %s: %w", top.ID, err)
 		}
