@@ -79,7 +79,7 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 	fs.StringVarP(&f.format, "format", "f", "oci", "manifest and config format: oci or docker")
 	fs.StringVar(&f.compression, "compression", "gzip", "layer compression: none, gzip or zstd (zstd needs --format oci)")
 	fs.IntVar(&f.level, "compression-level", 0, "compressor level: gzip -2 to 9, zstd 1 to 22 (0: its default, gzip 4, zstd 3)")
-	fs.BoolVar(&f.disableCompression, "disable-compression", false, "same as --compression none (buildah's flag)")
+	fs.BoolVarP(&f.disableCompression, "disable-compression", "D", false, "same as --compression none (buildah's flag)")
 	fs.StringVar(&f.compressionFormat, "compression-format", "", "same as --compression (buildah's flag)")
 	_ = fs.MarkHidden("disable-compression")
 	_ = fs.MarkHidden("compression-format")
