@@ -21,7 +21,10 @@
 #           commit filled
 #   overlay the peer and base4 workloads again in a store of the overlay
 #           driver ($BENCH_WORK/store-overlay): peer.sh setup + commit on
-#           $OVERLAY_WORKLOADS, where a new layer is its upper directory
+#           $OVERLAY_WORKLOADS, where a new layer is its upper directory;
+#           and ovdiff, a container on the Debian rootfs (as an image) that
+#           adds a copy of /usr, deletes two trees (whiteouts) and makes
+#           /etc/apt again (an opaque directory)
 #   journal the containers-storage target again, with the store on an ext4
 #           filesystem that has a journal (a loop-mounted image file under
 #           $BENCH_WORK): without one, as on this project's machine, ext4
@@ -45,7 +48,8 @@
 #   FLOOR_COMPRESSIONS="gzip none"  FLOOR_SINKS="discard file"   floor step
 #   BASE4_MB=48                MiB of each of the base4 workload's 5 layers
 #   BASE4_TARGETS="oci-gzip oci-raw"
-#   OVERLAY_WORKLOADS="debian base4"  OVERLAY_TARGETS="oci-gzip oci-raw cs docker"
+#   OVERLAY_WORKLOADS="debian base4 ovdiff"  OVERLAY_TARGETS="oci-gzip oci-raw cs docker"
+#                              (base4 and ovdiff: $BASE4_TARGETS)
 #   JOURNAL_WORKLOADS=$WORKLOADS  JOURNAL_TARGETS=cs  JOURNAL_GB=8 (image size)
 #   SWEEP_SIZES="1 8 64 256"   MB per layer; the full sweep is
 #                              "1 8 64 256 1024 2048" (size 1024 reuses the
@@ -77,7 +81,7 @@ FLOOR_COMPRESSIONS=${FLOOR_COMPRESSIONS:-gzip none}
 FLOOR_SINKS=${FLOOR_SINKS:-discard file}
 BASE4_MB=${BASE4_MB:-48}
 BASE4_TARGETS=${BASE4_TARGETS:-oci-gzip oci-raw}
-OVERLAY_WORKLOADS=${OVERLAY_WORKLOADS:-debian base4}
+OVERLAY_WORKLOADS=${OVERLAY_WORKLOADS:-debian base4 ovdiff}
 OVERLAY_TARGETS=${OVERLAY_TARGETS:-oci-gzip oci-raw cs docker}
 JOURNAL_WORKLOADS=${JOURNAL_WORKLOADS:-$WORKLOADS}
 JOURNAL_TARGETS=${JOURNAL_TARGETS:-cs}
@@ -275,6 +279,32 @@ step_again() {
   rm -rf "$ol" "$bl" "$cache"
 }
 
+# ovdiff_container: in the overlay store, image localhost/bench-ovdiff-base
+# (the Debian rootfs, committed by buildah) and container bench-wl-ovdiff
+# on it, which adds /usr-copy (a copy of /usr), deletes /usr/share/doc and
+# /usr/share/man (two whiteouts, which the kernel makes one inode) and
+# deletes and makes again /etc/apt (an opaque directory). peer.sh's MB/s
+# for it counts /usr's tar, most of the new layer.
+ovdiff_container() {
+  local -a bb=(buildah --root "$OVERLAY_STORE" --runroot "$OVERLAY_RUNROOT" --storage-driver overlay)
+  local rootfs mp
+  rootfs=$(wl_dir debian)
+  [ -d "$rootfs/usr" ] || { note "no $rootfs (peer.sh setup makes it): skipping ovdiff"; return 1; }
+  "${bb[@]}" containers --format '{{.ContainerName}}' | grep -x bench-wl-ovdiff >/dev/null && return 0
+  if ! "${bb[@]}" images --format '{{.Name}}:{{.Tag}}' | grep -x localhost/bench-ovdiff-base:latest >/dev/null; then
+    "${bb[@]}" from --name bench-ovdiff-build scratch >/dev/null
+    "${bb[@]}" copy --quiet bench-ovdiff-build "$rootfs" / >/dev/null
+    "${bb[@]}" commit -q --rm bench-ovdiff-build localhost/bench-ovdiff-base:latest >/dev/null
+  fi
+  "${bb[@]}" from --name bench-wl-ovdiff localhost/bench-ovdiff-base:latest >/dev/null
+  mp=$("${bb[@]}" mount bench-wl-ovdiff)
+  cp -a "$rootfs/usr" "$mp/usr-copy"
+  rm -rf "$mp/usr/share/doc" "$mp/usr/share/man" "$mp/etc/apt"
+  mkdir "$mp/etc/apt"
+  "${bb[@]}" umount bench-wl-ovdiff >/dev/null
+  note "container bench-wl-ovdiff: the Debian rootfs + a copy of /usr, two whiteouts, an opaque directory"
+}
+
 # The overlay step: the same workloads in a store of the overlay driver,
 # where a container's changes are its layer's upper directory (the driver's
 # native diff). peer.sh makes each workload's container there with
@@ -287,10 +317,14 @@ step_overlay() {
     note "no overlay filesystem here: skipping the overlay step"
     return 0
   fi
-  local w wls="" base4=
+  local w wls="" base4= ovdiff=
   local -a envs=(STORAGE_DRIVER=overlay STORE="$OVERLAY_STORE" RUNROOT="$OVERLAY_RUNROOT")
   for w in $OVERLAY_WORKLOADS; do
-    if [ "$w" = base4 ]; then base4=1; else wls+=" $w"; fi
+    case $w in
+      base4) base4=1 ;;
+      ovdiff) ovdiff=1 ;;
+      *) wls+=" $w" ;;
+    esac
   done
   : > "$BENCH_OUT/overlay.txt"
   if [ -n "$wls" ]; then
@@ -301,6 +335,10 @@ step_overlay() {
     base4_container --root "$OVERLAY_STORE" --runroot "$OVERLAY_RUNROOT" --storage-driver overlay
     note "peer.sh commit on base4 in an overlay store -> $BENCH_OUT/overlay.txt"
     peer "${envs[@]}" WORKLOADS=base4 WL_DIR_base4="$BASE4_DIR" TARGETS="$BASE4_TARGETS" -- commit | tee -a "$BENCH_OUT/overlay.txt"
+  fi
+  if [ -n "$ovdiff" ] && ovdiff_container; then
+    note "peer.sh commit on ovdiff in an overlay store -> $BENCH_OUT/overlay.txt"
+    peer "${envs[@]}" WORKLOADS=ovdiff WL_DIR_ovdiff="$(wl_dir debian)/usr" TARGETS="$BASE4_TARGETS" -- commit | tee -a "$BENCH_OUT/overlay.txt"
   fi
 }
 
