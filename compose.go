@@ -133,47 +133,22 @@ func (s *imageSource) exportComposed(ctx context.Context, dir string, ctr *stora
 // from that of layer from (its whole tree when from is nil), with the extra
 // entries on top.
 func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from *storage.Layer, extra []extraEntry) (exportedLayer, error) {
-	// With the overlay driver diffing natively, a layer's changes from its
-	// own parent, or its whole tree when it has none, are its upper
-	// directory, read without a mount.
-	upper := s.readsUpper && (from == nil && top.Parent == "" || from != nil && top.Parent == from.ID)
-	var (
-		mp      string
-		changes []archive.Change
-		err     error
-	)
-	if !upper {
-		var unmount func()
-		if mp, unmount, err = s.mountLayer(top); err != nil {
-			return exportedLayer{}, err
-		}
-		defer unmount()
-		if from != nil && s.comparesTrees {
-			if changes, err = s.comparedChanges(ctx, top, mp, from.ID); err != nil {
-				return exportedLayer{}, err
-			}
-		} else if from != nil {
-			if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
-				return exportedLayer{}, fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
-			}
-		}
-	}
 	norm := s.normalization(false)
-	topt := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap)}
+	var treeNorm *tarnorm.Options
 	if len(extra) == 0 {
 		// Written normalised: the export copies it as it is.
-		topt.Normalize, norm = norm, nil
+		treeNorm, norm = norm, nil
 	}
 	var tree io.ReadCloser
-	switch {
-	case upper:
-		if tree, err = s.upperDiff(ctx, top, topt); err != nil {
-			return exportedLayer{}, fmt.Errorf("reading layer %s: %w", top.ID, err)
-		}
-	case from == nil:
-		tree = treetar.Reader(ctx, mp, topt)
-	default:
-		tree = treetar.ChangesReader(ctx, mp, changes, topt)
+	var err error
+	if from == nil && top.Parent == "" || from != nil && top.Parent == from.ID {
+		// One layer over from: what it changes is its own diff.
+		tree, err = s.unlockedDiff(ctx, top, treeNorm)
+	} else {
+		tree, err = s.diffFrom(ctx, top, from, treeNorm)
+	}
+	if err != nil {
+		return exportedLayer{}, err
 	}
 	defer tree.Close()
 	src := io.ReadCloser(tree)
@@ -187,6 +162,31 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 		return exportedLayer{}, fmt.Errorf("exporting layer %s squashed: %w", top.ID, err)
 	}
 	return el, nil
+}
+
+// diffFrom returns, from layer top's mounted tree, how it differs from the
+// tree of layer from (all of it when from is nil), which need not be its
+// parent, normalised as norm says.
+func (s *imageSource) diffFrom(ctx context.Context, top, from *storage.Layer, norm *tarnorm.Options) (io.ReadCloser, error) {
+	mp, unmount, err := s.mountLayer(top)
+	if err != nil {
+		return nil, err
+	}
+	opts := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap), Normalize: norm}
+	if from == nil {
+		return &closeFunc{ReadCloser: treetar.Reader(ctx, mp, opts), after: unmount}, nil
+	}
+	var changes []archive.Change
+	if s.comparesTrees {
+		changes, err = s.comparedChanges(ctx, top, mp, from.ID)
+	} else if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
+		err = fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
+	}
+	if err != nil {
+		unmount()
+		return nil, err
+	}
+	return &closeFunc{ReadCloser: treetar.ChangesReader(ctx, mp, changes, opts), after: unmount}, nil
 }
 
 // exportStream exports one tar stream into a blob file in dir, normalised

@@ -674,7 +674,7 @@ type closeAtEOF struct {
 	once   sync.Once
 	closed atomic.Bool
 	err    error
-	// first, when set, is called as rc is closed, before.
+	// first, when set, is called just before rc is closed.
 	first func()
 }
 

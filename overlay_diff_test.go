@@ -70,8 +70,8 @@ func TestOverlayDiffSameAsStore(t *testing.T) {
 	}
 	// The base container's layer has no parent: its diff is its whole
 	// upper directory, for the driver as for treetar.
-	commitsAsStore(t, base, baseCtr.LayerID, storeDiff(t, store, baseCtr.LayerID))
-	commitsAsStore(t, b, ctr.LayerID, want)
+	commitsAsStore(t, base, baseCtr.LayerID, 1, storeDiff(t, store, baseCtr.LayerID))
+	commitsAsStore(t, b, ctr.LayerID, 2, want)
 }
 
 // storeDiff returns the store's diff of layer id against its parent,
@@ -91,9 +91,10 @@ func storeDiff(t *testing.T, store storage.Store, id string) []byte {
 }
 
 // commitsAsStore commits b to an OCI layout, as it is and with its new
-// layers squashed, and checks that its top layer, whose ID is layerID, was
-// read from its upper directory and is want byte for byte.
-func commitsAsStore(t *testing.T, b *Builder, layerID string, want []byte) {
+// layers squashed, and checks that the image has wantLayers layers, and
+// that its top layer, whose ID is layerID, was read from its upper
+// directory and is want byte for byte.
+func commitsAsStore(t *testing.T, b *Builder, layerID string, wantLayers int, want []byte) {
 	t.Helper()
 	var read []string
 	testHookUpperDiff = func(id string) { read = append(read, id) }
@@ -108,8 +109,8 @@ func commitsAsStore(t *testing.T, b *Builder, layerID string, want []byte) {
 			t.Fatal(err)
 		}
 		layers := readOCILayers(t, dir)
-		if len(layers) == 0 {
-			t.Fatalf("squash=%v: no layers", opts.SquashNewLayers)
+		if len(layers) != wantLayers {
+			t.Fatalf("squash=%v: %d layers, want %d", opts.SquashNewLayers, len(layers), wantLayers)
 		}
 		if !slices.Equal(read, []string{layerID}) {
 			t.Errorf("squash=%v: upper directories read: %v, want layer %s's", opts.SquashNewLayers, read, layerID)
