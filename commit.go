@@ -90,10 +90,11 @@ type CommitOptions struct {
 	// LayerParallelism is how many layers are exported at once; 0 means 2.
 	// Of those, one at a time is compressed: each compressor already runs
 	// on several goroutines, and two at once take more memory than the
-	// CLI's heap limit lets them use well. The base layers' diffs in the
-	// store's own layer store are read one at a time even so: the store's
-	// Diff holds that layer store's write lock until the diff is closed
-	// (additional, read-only layer stores take a shared lock instead).
+	// CLI's heap limit lets them use well. A base layer's diff is rebuilt
+	// from its tar-split under the layer store's read lock, so base layers
+	// are read side by side too; one that must be read through the store's
+	// Diff instead (no tar-split, a separate image store) holds the write
+	// lock until it is closed, and is read alone.
 	LayerParallelism int
 	// BlobCacheDir, when set, is a directory (created if need be) that keeps
 	// the compressed blobs of the base image's layers that a commit

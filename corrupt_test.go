@@ -62,6 +62,11 @@ func TestCommitCorruptedBaseLayer(t *testing.T) {
 			// headers, and another digest.
 			flipByte(t, filepath.Join(dir, "dir", "block"), 100)
 		}},
+		{"content-truncated", func(t *testing.T, dir string) {
+			if err := os.Truncate(filepath.Join(dir, "dir", "block"), 10); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"content-changed-size", func(t *testing.T, dir string) {
 			if err := os.WriteFile(filepath.Join(dir, "one"), []byte("longer than one byte"), 0o600); err != nil {
 				t.Fatal(err)

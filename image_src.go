@@ -18,7 +18,6 @@ import (
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
-	"go.podman.io/storage/pkg/archive"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -454,7 +453,8 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	logrus.Debugf("exporting layer %s (%s)", l.ID, eopts.Algorithm)
 	// The compressor is taken (holdCompressor) after a new layer's diff is
 	// made, which holds no lock, but before a base layer's is opened,
-	// which holds the store's: no export waits for it holding that lock.
+	// which holds the store's (see baseDiff): no export waits for it
+	// holding that lock.
 	var rc io.ReadCloser
 	release := func() {}
 	var err error
@@ -466,9 +466,8 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		}
 		eopts.Normalize = nil // written normalised
 	} else if release, err = s.holdCompressor(ctx, l.ID, eopts.Algorithm); err == nil {
-		if rc, err = s.store.Diff("", l.ID, &storage.DiffOptions{Compression: new(archive.Uncompressed)}); err != nil {
+		if rc, err = s.baseDiff(l.ID); err != nil {
 			release()
-			err = fmt.Errorf("reading layer %s: %w", l.ID, err)
 		}
 	}
 	if err != nil {
@@ -607,12 +606,12 @@ func (s *imageSource) GetBlob(ctx context.Context, info types.BlobInfo, cache ty
 		}
 		return ctxReadCloser{ctx, f, "blob " + info.Digest.String()}, bl.size, nil
 	case bl.layerID != "":
-		rc, err := s.store.Diff("", bl.layerID, &storage.DiffOptions{Compression: new(archive.Uncompressed)})
+		rc, err := s.baseDiff(bl.layerID)
 		if err != nil {
-			return nil, -1, fmt.Errorf("reading layer %s for blob %s: %w", bl.layerID, info.Digest, err)
+			return nil, -1, fmt.Errorf("serving blob %s: %w", info.Digest, err)
 		}
-		// Released at its end, not when copy.Image has stored the blob:
-		// another blob's read waits for the lock this one holds.
+		// Released at its end, not when copy.Image has stored the blob: a
+		// writer of the store waits for the lock this one holds.
 		return ctxReadCloser{ctx, &closeAtEOF{rc: rc}, "layer " + bl.layerID + " for blob " + info.Digest.String()}, bl.size, nil
 	default:
 		src, err := s.originSource(ctx)
@@ -664,10 +663,12 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 }
 
 // closeAtEOF closes its ReadCloser as soon as a read reaches its end, not
-// when the reader is done with the bytes: store.Diff holds the layer
-// store's lock until its stream is closed, and the next layer's export
-// waits for that lock while this one's compressor drains and its blob is
-// synced to disk (about 50 ms a layer). Close returns the error of that
+// when the reader is done with the bytes: a base layer's diff holds the
+// layer store's lock until its stream is closed (for reading, or for
+// writing through store.Diff; see base_diff.go), and a writer of the store,
+// or the next layer's export through store.Diff, waits for that lock while
+// this one's compressor drains and its blob is synced to disk (about 50 ms
+// a layer). Close returns the error of that
 // first close. A Close while a read is in flight does not wait for it.
 type closeAtEOF struct {
 	rc     io.ReadCloser
