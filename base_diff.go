@@ -93,13 +93,11 @@ func (s *imageSource) recordedDiff(id string) (_ io.ReadCloser, err error) {
 		return nil, err
 	}
 	lock.RLock()
-	var undo []func() error
+	// What the stream's Close releases, in reverse order: the lock last.
+	closers := []func() error{func() error { lock.Unlock(); return nil }}
 	defer func() {
 		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-			lock.Unlock()
+			closeAll(closers)
 		}
 	}()
 	// A layer deleted before the lock was taken has no tar-split left.
@@ -110,12 +108,12 @@ func (s *imageSource) recordedDiff(id string) (_ io.ReadCloser, err error) {
 		}
 		return nil, err
 	}
-	undo = append(undo, tsFile.Close)
+	closers = append(closers, tsFile.Close)
 	ts, err := gzip.NewReader(tsFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading the tar-split of layer %s: %w", id, err)
 	}
-	undo = append(undo, ts.Close)
+	closers = append(closers, ts.Close)
 	files, err := getter.DiffGetter(id)
 	if err != nil {
 		return nil, fmt.Errorf("opening the files of layer %s: %w", id, err)
@@ -123,12 +121,11 @@ func (s *imageSource) recordedDiff(id string) (_ io.ReadCloser, err error) {
 	if files == nil {
 		return nil, fmt.Errorf("driver %s has no file getter for it: %w", driver, errNoRecordedDiff)
 	}
-	undo = append(undo, files.Close)
+	closers = append(closers, files.Close)
 	if testHookRecordedDiff != nil {
 		testHookRecordedDiff(id)
 	}
-	undo = append(undo, func() error { lock.Unlock(); return nil })
-	return &recordedTar{layerID: id, entries: tarsplit.NewJSONUnpacker(ts), files: files, closers: undo}, nil
+	return &recordedTar{layerID: id, entries: tarsplit.NewJSONUnpacker(ts), files: files, closers: closers}, nil
 }
 
 // recordedTar is a layer's tar stream rebuilt from its tar-split: each
@@ -223,14 +220,21 @@ func (t *recordedTar) endEntry() error {
 
 // Close releases the files, the tar-split and the layer store's lock.
 func (t *recordedTar) Close() error {
-	var errs []error
+	var err error
 	if t.file != nil {
-		errs = append(errs, t.file.Close())
+		err = t.file.Close()
 		t.file = nil
 	}
-	for i := len(t.closers) - 1; i >= 0; i-- {
-		errs = append(errs, t.closers[i]())
-	}
+	err = errors.Join(err, closeAll(t.closers))
 	t.closers = nil
+	return err
+}
+
+// closeAll calls each of closers, last first, and joins their errors.
+func closeAll(closers []func() error) error {
+	var errs []error
+	for i := len(closers) - 1; i >= 0; i-- {
+		errs = append(errs, closers[i]())
+	}
 	return errors.Join(errs...)
 }
