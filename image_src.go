@@ -668,8 +668,8 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 // writing through store.Diff; see base_diff.go), and a writer of the store,
 // or the next layer's export through store.Diff, waits for that lock while
 // this one's compressor drains and its blob is synced to disk (about 50 ms
-// a layer). Close returns the error of that
-// first close. A Close while a read is in flight does not wait for it.
+// a layer). Close returns the error of that first close. A Close while a
+// read is in flight does not wait for it.
 type closeAtEOF struct {
 	rc     io.ReadCloser
 	once   sync.Once
