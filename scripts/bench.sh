@@ -202,6 +202,17 @@ step_peer() {
 # (default: the peer store's) name. Its tar size (peer.sh's MB/s) is the
 # five layers', all of which a commit to oci: exports.
 BASE4_DIR=$BENCH_WORK/tree-base4
+
+# listed WHAT NAME BUILDAH...: whether `BUILDAH WHAT` (containers or images)
+# lists NAME, a container's name or an image's name:tag. grep reads to the
+# end (no -q), so that buildah gets no SIGPIPE under pipefail.
+listed() {
+  local what=$1 name=$2 fmt='{{.ContainerName}}'
+  shift 2
+  [ "$what" = containers ] || fmt='{{.Name}}:{{.Tag}}'
+  "$@" "$what" --format "$fmt" | grep -x -- "$name" >/dev/null
+}
+
 base4_container() {
   local dir=$BASE4_DIR i from=scratch
   local -a bb=("${PEER_BUILDAH[@]}")
@@ -210,7 +221,7 @@ base4_container() {
   for i in 1 2 3 4 5; do
     [ -d "$dir/l$i" ] || { mkdir -p "$dir"; SIZE_MB=$BASE4_MB SEED=base4-$i sh "$MKTREE" "$dir/l$i"; }
   done
-  if ! "${bb[@]}" containers --format '{{.ContainerName}}' | grep -x bench-wl-base4 >/dev/null; then
+  if ! listed containers bench-wl-base4 "${bb[@]}"; then
     for i in 1 2 3 4; do
       "${bb[@]}" from --name bench-base4-build "$from" >/dev/null
       "${bb[@]}" copy --quiet bench-base4-build "$dir/l$i" "/l$i" >/dev/null
@@ -290,8 +301,8 @@ ovdiff_container() {
   local rootfs mp
   rootfs=$(wl_dir debian)
   [ -d "$rootfs/usr" ] || { note "no $rootfs (peer.sh setup makes it): skipping ovdiff"; return 1; }
-  "${bb[@]}" containers --format '{{.ContainerName}}' | grep -x bench-wl-ovdiff >/dev/null && return 0
-  if ! "${bb[@]}" images --format '{{.Name}}:{{.Tag}}' | grep -x localhost/bench-ovdiff-base:latest >/dev/null; then
+  listed containers bench-wl-ovdiff "${bb[@]}" && return 0
+  if ! listed images localhost/bench-ovdiff-base:latest "${bb[@]}"; then
     "${bb[@]}" from --name bench-ovdiff-build scratch >/dev/null
     "${bb[@]}" copy --quiet bench-ovdiff-build "$rootfs" / >/dev/null
     "${bb[@]}" commit -q --rm bench-ovdiff-build localhost/bench-ovdiff-base:latest >/dev/null
