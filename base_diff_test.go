@@ -40,16 +40,14 @@ func imageLayerIDs(t *testing.T, store storage.Store, name string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for id := img.TopLayer; id != ""; {
-		l, err := store.Layer(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, l.ID)
-		id = l.Parent
+	chain, err := layerChain(store, img.TopLayer)
+	if err != nil {
+		t.Fatal(err)
 	}
-	slices.Reverse(ids)
+	var ids []string
+	for _, l := range chain {
+		ids = append(ids, l.ID)
+	}
 	return ids
 }
 

@@ -7,12 +7,9 @@ import (
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	"github.com/bricklayer/bricklayer/internal/tarnorm"
-	"github.com/bricklayer/bricklayer/internal/treetar"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/storage"
 	graphdriver "go.podman.io/storage/drivers"
-	"go.podman.io/storage/pkg/archive"
-	"go.podman.io/storage/pkg/idtools"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -139,13 +136,17 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 		// Written normalised: the export copies it as it is.
 		treeNorm, norm = norm, nil
 	}
+	fromID := ""
+	if from != nil {
+		fromID = from.ID
+	}
 	var tree io.ReadCloser
 	var err error
-	if from == nil && top.Parent == "" || from != nil && top.Parent == from.ID {
+	if top.Parent == fromID {
 		// One layer over from: what it changes is its own diff.
 		tree, err = s.unlockedDiff(ctx, top, treeNorm)
 	} else {
-		tree, err = s.diffFrom(ctx, top, from, treeNorm)
+		tree, err = s.mountedDiff(ctx, top, fromID, treeNorm)
 	}
 	if err != nil {
 		return exportedLayer{}, err
@@ -162,31 +163,6 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 		return exportedLayer{}, fmt.Errorf("exporting layer %s squashed: %w", top.ID, err)
 	}
 	return el, nil
-}
-
-// diffFrom returns, from layer top's mounted tree, how it differs from the
-// tree of layer from (all of it when from is nil), which need not be its
-// parent, normalised as norm says.
-func (s *imageSource) diffFrom(ctx context.Context, top, from *storage.Layer, norm *tarnorm.Options) (io.ReadCloser, error) {
-	mp, unmount, err := s.mountLayer(top)
-	if err != nil {
-		return nil, err
-	}
-	opts := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap), Normalize: norm}
-	if from == nil {
-		return &closeFunc{ReadCloser: treetar.Reader(ctx, mp, opts), after: unmount}, nil
-	}
-	var changes []archive.Change
-	if s.comparesTrees {
-		changes, err = s.comparedChanges(ctx, top, mp, from.ID)
-	} else if changes, err = s.store.Changes(from.ID, top.ID); err != nil {
-		err = fmt.Errorf("listing the changes from layer %s to layer %s: %w", from.ID, top.ID, err)
-	}
-	if err != nil {
-		unmount()
-		return nil, err
-	}
-	return &closeFunc{ReadCloser: treetar.ChangesReader(ctx, mp, changes, opts), after: unmount}, nil
 }
 
 // exportStream exports one tar stream into a blob file in dir, normalised

@@ -112,32 +112,35 @@ func (s *imageSource) exportIntoStore(ctx context.Context, ctrDir, parent string
 // as its changes; normalised as norm says as it is written (nil: as the
 // files are), so that it needs no second pass.
 func (s *imageSource) unlockedDiff(ctx context.Context, l *storage.Layer, norm *tarnorm.Options) (_ io.ReadCloser, err error) {
-	opts := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap), Normalize: norm}
 	if s.readsUpper {
+		opts := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap), Normalize: norm}
 		rc, err := s.upperDiff(ctx, l, opts)
 		if err != nil {
 			return nil, fmt.Errorf("reading layer %s: %w", l.ID, err)
 		}
 		return rc, nil
 	}
-	mp, unmount, err := s.mountLayer(l)
+	return s.mountedDiff(ctx, l, l.Parent, norm)
+}
+
+// mountedDiff returns, from layer top's mounted tree, how it differs from
+// the tree of layer fromID (all of it when fromID is ""), which need not be
+// its parent, normalised as norm says.
+func (s *imageSource) mountedDiff(ctx context.Context, top *storage.Layer, fromID string, norm *tarnorm.Options) (io.ReadCloser, error) {
+	mp, unmount, err := s.mountLayer(top)
 	if err != nil {
 		return nil, err
 	}
-	var rc io.ReadCloser
-	if l.Parent == "" {
-		rc = treetar.Reader(ctx, mp, opts)
-	} else {
-		var changes []archive.Change
-		if changes, err = s.layerChanges(ctx, l, mp); err == nil {
-			rc = treetar.ChangesReader(ctx, mp, changes, opts)
-		}
+	opts := treetar.Options{IDMappings: idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap), Normalize: norm}
+	if fromID == "" {
+		return &closeFunc{ReadCloser: treetar.Reader(ctx, mp, opts), after: unmount}, nil
 	}
+	changes, err := s.layerChanges(ctx, top, mp, fromID)
 	if err != nil {
 		unmount()
-		return nil, fmt.Errorf("reading layer %s: %w", l.ID, err)
+		return nil, fmt.Errorf("reading layer %s: %w", top.ID, err)
 	}
-	return &closeFunc{ReadCloser: rc, after: unmount}, nil
+	return &closeFunc{ReadCloser: treetar.ChangesReader(ctx, mp, changes, opts), after: unmount}, nil
 }
 
 // testHookUpperDiff, when set by a test, is called with the ID of each
@@ -181,16 +184,16 @@ func (s *imageSource) upperDiff(ctx context.Context, l *storage.Layer, opts tree
 	return treetar.Reader(ctx, dirs[0], opts), nil
 }
 
-// layerChanges lists what layer l, mounted at mp, changes in its parent:
-// when the driver would compare the two trees (vfs, and overlay when it
-// does not make its diffs natively), treetar compares them
+// layerChanges lists how layer top, mounted at mp, differs from layer
+// fromID: when the driver would compare the two trees (vfs, and overlay
+// when it does not make its diffs natively), treetar compares them
 // (comparedChanges), with the ctime check; else the driver's list is taken
 // (treeChanges).
-func (s *imageSource) layerChanges(ctx context.Context, l *storage.Layer, mp string) ([]archive.Change, error) {
+func (s *imageSource) layerChanges(ctx context.Context, top *storage.Layer, mp, fromID string) ([]archive.Change, error) {
 	if s.comparesTrees {
-		return s.comparedChanges(ctx, l, mp, l.Parent)
+		return s.comparedChanges(ctx, top, mp, fromID)
 	}
-	return s.treeChanges(l, mp)
+	return s.treeChanges(top, mp, fromID)
 }
 
 // comparedChanges lists how the tree of layer top, mounted at mp, differs
@@ -218,34 +221,35 @@ func (s *imageSource) comparedChanges(ctx context.Context, top *storage.Layer, m
 	return changes, nil
 }
 
-// treeChanges lists what layer l, mounted at mp, changes in its parent, as
-// the driver finds it. The driver's own list is taken when it can make one.
-// The overlay driver's fails where a directory replaces a file of a layer
-// below (the version of containers/storage we build with takes the ENOTDIR
-// of looking under that file for an error); then the parent is mounted too
-// and the two trees compared, as drivers without a list of their own do.
-func (s *imageSource) treeChanges(l *storage.Layer, mp string) (_ []archive.Change, err error) {
-	changes, err := s.store.Changes(l.Parent, l.ID)
+// treeChanges lists how layer top, mounted at mp, differs from layer
+// fromID, as the driver finds it. The driver's own list is taken when it
+// can make one. The overlay driver's fails where a directory replaces a
+// file of a layer below (the version of containers/storage we build with
+// takes the ENOTDIR of looking under that file for an error); then layer
+// fromID is mounted too and the two trees compared, as drivers without a
+// list of their own do.
+func (s *imageSource) treeChanges(top *storage.Layer, mp, fromID string) (_ []archive.Change, err error) {
+	changes, err := s.store.Changes(fromID, top.ID)
 	if err == nil {
 		return changes, nil
 	}
-	logrus.Debugf("listing the changes of layer %s: %v; comparing its tree with its parent's instead", l.ID, err)
-	parent, perr := s.store.Layer(l.Parent)
-	if perr != nil {
-		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, errors.Join(err, perr))
+	logrus.Debugf("listing the changes of layer %s against layer %s: %v; comparing the two trees instead", top.ID, fromID, err)
+	from, ferr := s.store.Layer(fromID)
+	if ferr != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s against layer %s: %w", top.ID, fromID, errors.Join(err, ferr))
 	}
-	pmp, perr := s.store.Mount(parent.ID, parent.MountLabel)
-	if perr != nil {
-		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, errors.Join(err, perr))
+	fromMp, ferr := s.store.Mount(from.ID, from.MountLabel)
+	if ferr != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s against layer %s: %w", top.ID, fromID, errors.Join(err, ferr))
 	}
 	defer func() {
-		if _, uerr := s.store.Unmount(parent.ID, false); uerr != nil {
-			logrus.Warnf("unmounting layer %s: %v", parent.ID, uerr)
+		if _, uerr := s.store.Unmount(from.ID, false); uerr != nil {
+			logrus.Warnf("unmounting layer %s: %v", from.ID, uerr)
 		}
 	}()
-	changes, perr = archive.ChangesDirs(mp, idtools.NewIDMappingsFromMaps(l.UIDMap, l.GIDMap), pmp, idtools.NewIDMappingsFromMaps(parent.UIDMap, parent.GIDMap))
-	if perr != nil {
-		return nil, fmt.Errorf("listing the changes of layer %s: %w", l.ID, errors.Join(err, perr))
+	changes, ferr = archive.ChangesDirs(mp, idtools.NewIDMappingsFromMaps(top.UIDMap, top.GIDMap), fromMp, idtools.NewIDMappingsFromMaps(from.UIDMap, from.GIDMap))
+	if ferr != nil {
+		return nil, fmt.Errorf("listing the changes of layer %s against layer %s: %w", top.ID, fromID, errors.Join(err, ferr))
 	}
 	return changes, nil
 }
