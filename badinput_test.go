@@ -2,6 +2,7 @@ package bricklayer
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -22,6 +23,7 @@ func TestBadBaseImage(t *testing.T) {
 	for _, from := range []string{
 		"docker://", "docker://UPPER/x", "nosuch://x", "UPPER", "a b", "app::tag", "-app", "oci:",
 		"containers-storage:[bad", "localhost/missing:latest", "sha256:0123", "\xff", "app\x00",
+		"oci:" + filepath.Join(t.TempDir(), "none") + ":x", "dir:" + filepath.Join(t.TempDir(), "none"),
 	} {
 		_, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: from, Container: "c"})
 		if err == nil {
@@ -31,6 +33,16 @@ func TestBadBaseImage(t *testing.T) {
 		if !strings.Contains(err.Error(), strconv.Quote(from)) {
 			t.Errorf("NewBuilder from %q: %q does not quote it", from, err)
 		}
+		if !errors.Is(err, ErrImageNotFound) {
+			t.Errorf("NewBuilder from %q: %q is not ErrImageNotFound", from, err)
+		}
+	}
+	// A pull that was cancelled did not find the image missing.
+	cancelled, cancel := context.WithCancel(env.ctx)
+	cancel()
+	_, err := NewBuilder(cancelled, env.store, BuilderOptions{FromImage: "oci:" + filepath.Join(t.TempDir(), "none") + ":x", Container: "c"})
+	if err == nil || errors.Is(err, ErrImageNotFound) {
+		t.Errorf("NewBuilder with a cancelled context: %v, want an error that is not ErrImageNotFound", err)
 	}
 	if ctrs, err := env.store.Containers(); err != nil || len(ctrs) != 0 {
 		t.Errorf("failed NewBuilder calls left containers %v (%v)", ctrs, err)

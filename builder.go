@@ -402,8 +402,11 @@ func resolveBaseImage(ctx context.Context, store storage.Store, opts BuilderOpti
 			}
 		} else {
 			id, err := pullImage(ctx, store, srcRef, opts)
-			if err != nil {
+			switch {
+			case err != nil && ctx.Err() != nil:
 				return "", "", fmt.Errorf("base image %q: %w", name, err)
+			case err != nil:
+				return "", "", fmt.Errorf("base image %q: %w: %w", name, ErrImageNotFound, err)
 			}
 			return id, transports.ImageName(srcRef), nil
 		}
