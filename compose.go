@@ -168,7 +168,6 @@ func (s *imageSource) exportSquashed(ctx context.Context, dir string, top, from 
 // exportStream exports one tar stream into a blob file in dir, normalised
 // as norm says, reporting progress under id.
 func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.Reader, norm *tarnorm.Options) (exportedLayer, error) {
-	opts := s.ref.opts
 	eopts := s.exportOptions(norm)
 	// A squashed layer is compressed beside the base layers' exports
 	// (exportComposedWithBase), one at a time as they are. Its stream holds
@@ -178,20 +177,14 @@ func (s *imageSource) exportStream(ctx context.Context, dir, id string, src io.R
 		return exportedLayer{}, err
 	}
 	defer release()
-	var progress *progressReader
-	if opts.ExportProgress != nil {
-		progress = &progressReader{r: src, layerID: id, fn: opts.ExportProgress}
-		src = progress
-	}
+	src, exported := s.trackProgress(id, src)
 	exportStarted(id)
 	d, path, err := layerexport.ToFile(ctx, dir, src, eopts)
 	if err != nil {
 		return exportedLayer{}, err
 	}
 	logrus.Debugf("exported %s: diffID %s, blob %s (%d bytes)", id, d.DiffID, d.Digest, d.Size)
-	if progress != nil {
-		progress.fn(LayerProgress{LayerID: id, Read: progress.read, Done: true, Digest: d.Digest, Size: d.Size})
-	}
+	exported(d)
 	return exportedLayer{Digests: d, path: path}, nil
 }
 

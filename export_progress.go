@@ -3,6 +3,7 @@ package bricklayer
 import (
 	"io"
 
+	"github.com/bricklayer/bricklayer/internal/layerexport"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -34,6 +35,20 @@ const (
 	// TakenBlobCache is CommitOptions.BlobCacheDir.
 	TakenBlobCache = "blob cache"
 )
+
+// trackProgress returns r, reporting each read to ExportProgress as layer
+// id's when that is set, and the function that makes the layer's last
+// report, Done, once its blob is complete with digests d.
+func (s *imageSource) trackProgress(id string, r io.Reader) (io.Reader, func(d layerexport.Digests)) {
+	fn := s.ref.opts.ExportProgress
+	if fn == nil {
+		return r, func(layerexport.Digests) {}
+	}
+	p := &progressReader{r: r, layerID: id, fn: fn}
+	return p, func(d layerexport.Digests) {
+		fn(LayerProgress{LayerID: id, Read: p.read, Done: true, Digest: d.Digest, Size: d.Size})
+	}
+}
 
 // progressReader reports the bytes read through it to fn.
 type progressReader struct {

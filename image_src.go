@@ -438,7 +438,6 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	if err := ctx.Err(); err != nil {
 		return layerexport.Digests{}, "", fmt.Errorf("layer %s: %w", l.ID, err)
 	}
-	opts := s.ref.opts
 	// A new layer's diff is made here, without the store's lock, when
 	// treetar can read it faster: a layer without a parent, one the
 	// driver would compare with its parent's tree (which also makes the
@@ -479,12 +478,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 	// sync. It is let go before the diff is closed, which may take the
 	// store's lock (unmounting the layer).
 	diff := &closeAtEOF{rc: rc, first: release}
-	var src io.Reader = diff
-	var progress *progressReader
-	if opts.ExportProgress != nil {
-		progress = &progressReader{r: diff, layerID: l.ID, fn: opts.ExportProgress}
-		src = progress
-	}
+	src, exported := s.trackProgress(l.ID, diff)
 	var reportUpload func()
 	if s.uploader != nil && !base {
 		// A base layer's blob is left to copy.Image to upload, which
@@ -507,9 +501,7 @@ func (s *imageSource) exportLayer(ctx context.Context, dir string, l *storage.La
 		return layerexport.Digests{}, "", fmt.Errorf("exporting layer %s: %w", l.ID, err)
 	}
 	logrus.Debugf("exported layer %s: diffID %s, blob %s (%d bytes)", l.ID, d.DiffID, d.Digest, d.Size)
-	if progress != nil {
-		progress.fn(LayerProgress{LayerID: l.ID, Read: progress.read, Done: true, Digest: d.Digest, Size: d.Size})
-	}
+	exported(d)
 	return d, path, nil
 }
 

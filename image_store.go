@@ -79,13 +79,15 @@ func (s *imageSource) exportIntoStore(ctx context.Context, ctrDir, parent string
 		var d layerexport.Digests
 		var err error
 		if rec.holds(s.store, l.ID, parent) {
-			if d, err = s.digestLayer(ctx, l, norm); err != nil {
+			var exported func(layerexport.Digests)
+			if d, exported, err = s.digestLayer(ctx, l, norm); err != nil {
 				return nil, err
 			}
 			chain := chainLayerID(parent, d.DiffID)
 			if existing, lerr := s.store.Layer(chain); lerr == nil && existing.UncompressedDigest == d.DiffID {
 				logrus.Debugf("layer %s: unchanged since it was committed as %s", l.ID, existing.ID)
 				id = existing.ID
+				exported(d)
 			}
 		}
 		if id == "" {
@@ -282,21 +284,24 @@ func (c *closeFunc) Close() error {
 	return err
 }
 
-// digestLayer reads a layer's normalised diff once to learn its digests.
-func (s *imageSource) digestLayer(ctx context.Context, l *storage.Layer, norm *tarnorm.Options) (layerexport.Digests, error) {
+// digestLayer reads a layer's normalised diff once to learn its digests,
+// reporting its reads to ExportProgress, and returns the function that
+// reports the layer done, for when it need not be written.
+func (s *imageSource) digestLayer(ctx context.Context, l *storage.Layer, norm *tarnorm.Options) (layerexport.Digests, func(layerexport.Digests), error) {
 	diff, err := s.unlockedDiff(ctx, l, norm)
 	if err != nil {
-		return layerexport.Digests{}, err
+		return layerexport.Digests{}, nil, err
 	}
+	src, exported := s.trackProgress(l.ID, diff)
 	exportStarted(l.ID)
-	d, err := layerexport.Stream(ctx, io.Discard, diff, layerexport.Options{Algorithm: layerexport.None})
+	d, err := layerexport.Stream(ctx, io.Discard, src, layerexport.Options{Algorithm: layerexport.None})
 	if cerr := diff.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return layerexport.Digests{}, fmt.Errorf("digesting layer %s: %w", l.ID, err)
+		return layerexport.Digests{}, nil, fmt.Errorf("digesting layer %s: %w", l.ID, err)
 	}
-	return d, nil
+	return d, exported, nil
 }
 
 // testHookPutLayer, when set by a test, is called as each layer is about to
@@ -314,8 +319,9 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent str
 		return "", layerexport.Digests{}, err
 	}
 	defer diff.Close()
+	src, exported := s.trackProgress(l.ID, diff)
 	exportStarted(l.ID)
-	stream := layerexport.Reader(ctx, diff, nil)
+	stream := layerexport.Reader(ctx, src, nil)
 	defer stream.Close()
 	if testHookPutLayer != nil {
 		testHookPutLayer(l.ID)
@@ -347,6 +353,8 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent str
 		Digest:           created.UncompressedDigest,
 		Size:             created.UncompressedSize,
 	}
+	stream.Close() // the copy has ended: its count of the bytes read is final
+	exported(d)
 
 	name := chainLayerID(parent, d.DiffID)
 	if existing, err := s.store.Layer(name); err == nil && existing.ID != created.ID {

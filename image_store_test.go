@@ -15,7 +15,9 @@ import (
 // builder's own store leaves exactly one new layer, named by its chain ID;
 // that committing the same content again writes nothing, or, when the
 // record of the earlier commit is lost, writes the layer and removes it
-// again; and that a changed container is written anew.
+// again; and that a changed container is written anew. Each commit reports
+// its progress: reads of the layer, and once that it is done, with the
+// stored layer's digest and size.
 func TestCommitIntoOwnStoreWritesLayerOnce(t *testing.T) {
 	env := newTestEnv(t)
 	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: Scratch, Container: "work"})
@@ -33,6 +35,10 @@ func TestCommitIntoOwnStoreWritesLayerOnce(t *testing.T) {
 	var puts int
 	testHookPutLayer = func(string) { puts++ }
 	t.Cleanup(func() { testHookPutLayer = nil })
+	ctr, err := env.store.Container(b.ContainerID())
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// commit commits the container as name and checks that it wrote wantPuts
 	// layers and left the store with wantLayers more layers than before. It
@@ -45,7 +51,18 @@ func TestCommitIntoOwnStoreWritesLayerOnce(t *testing.T) {
 		}
 		puts = 0
 		dest := storeRef(t, env.store, name)
-		res, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys})
+		var reads int
+		var done []LayerProgress
+		res, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys, ExportProgress: func(p LayerProgress) {
+			switch {
+			case p.LayerID != ctr.LayerID:
+				t.Errorf("%s: progress reported for layer %s, want %s", name, p.LayerID, ctr.LayerID)
+			case p.Done:
+				done = append(done, p)
+			case p.Read > 0:
+				reads++
+			}
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,6 +94,9 @@ func TestCommitIntoOwnStoreWritesLayerOnce(t *testing.T) {
 		}
 		if chain := chainLayerID("", top.UncompressedDigest); !slices.Contains(top.Names, chain) {
 			t.Errorf("%s: top layer %s has names %q, not its chain ID %s (diffID %s)", name, top.ID, top.Names, chain, top.UncompressedDigest)
+		}
+		if reads == 0 || len(done) != 1 || done[0].Digest != top.UncompressedDigest || done[0].Size != top.UncompressedSize || done[0].Read != done[0].Size {
+			t.Errorf("%s: %d reads and %+v reported done, want reads and one report of a %d-byte blob %s read whole", name, reads, done, top.UncompressedSize, top.UncompressedDigest)
 		}
 		return top
 	}
