@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bricklayer/bricklayer/docker"
+	digest "github.com/opencontainers/go-digest"
 	"go.podman.io/image/v5/directory"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
@@ -232,6 +234,63 @@ func TestCommitFailures(t *testing.T) {
 			t.Errorf("index changed by a cancelled commit: %s (%v)", got, err)
 		}
 		checkImage(t, ociRef(t, layoutDir, "old"), wantImage{Layers: 1})
+	})
+
+	t.Run("cancelled-during-copy-to-dir", func(t *testing.T) {
+		// containers/image empties a dir: directory when it opens it: the
+		// image it held is put back when the commit fails, or, where it
+		// could not be kept (the directory holds a directory, or is a
+		// mount point), the directory is left empty, which the next commit
+		// takes.
+		stamp := time.Unix(1700000000, 0)
+		for _, holdsDir := range []bool{false, true} {
+			env := newTestEnv(t)
+			b, _ := env.newFilledBuilder(t, "work", 4)
+			writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 8<<20)
+			parent := env.dir(t, "dirs")
+			if err := os.Mkdir(parent, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(parent, "image")
+			ref := parseRef(t, "dir:"+dir)
+			if _, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys, HistoryTimestamp: &stamp}); err != nil {
+				t.Fatal(err)
+			}
+			before := fileContents(t, dir)
+			if holdsDir {
+				if err := os.Mkdir(filepath.Join(dir, "extra"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The same content again: its blobs have the old image's names.
+			ctx, cancel := context.WithCancel(env.ctx)
+			report := &cancellingWriter{cancel: cancel, when: []byte("Copying blob")}
+			_, err := b.Commit(ctx, ref, CommitOptions{SystemContext: env.sys, HistoryTimestamp: &stamp, ReportWriter: report})
+			cancel()
+			if !report.fired() || !errors.Is(err, context.Canceled) {
+				t.Fatalf("holds a directory %v: commit cancelled as a blob was copied: %v, want context.Canceled", holdsDir, err)
+			}
+			if holdsDir {
+				if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+					t.Errorf("the directory holds %v (%v) after a failed commit, want it emptied", entries, err)
+				}
+			} else {
+				if after := fileContents(t, dir); !maps.Equal(after, before) {
+					t.Errorf("the directory holds %v after a failed commit, %v before", after, before)
+				}
+				checkImage(t, ref, wantImage{Layers: 1})
+			}
+			if _, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys, HistoryTimestamp: &stamp}); err != nil {
+				t.Errorf("holds a directory %v: committing again after the failed commit: %v", holdsDir, err)
+			}
+			if after := fileContents(t, dir); !maps.Equal(after, before) {
+				t.Errorf("holds a directory %v: the directory holds %v after committing again, want %v", holdsDir, after, before)
+			}
+			if entries, err := os.ReadDir(parent); err != nil || len(entries) != 1 {
+				t.Errorf("holds a directory %v: %s holds %v (%v), want only the image's directory", holdsDir, parent, entries, err)
+			}
+			assertEmptyDir(t, env.tmp)
+		}
 	})
 
 	t.Run("cancelled-mid-export-returns-promptly", func(t *testing.T) {
@@ -475,6 +534,20 @@ func (w *cancellingWriter) fired() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.hit
+}
+
+// fileContents maps each file of the directory dir to its content's digest.
+func fileContents(t *testing.T, dir string) map[string]digest.Digest {
+	t.Helper()
+	out := map[string]digest.Digest{}
+	for _, name := range listFiles(t, dir) {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = digest.FromBytes(data)
+	}
+	return out
 }
 
 // listFiles lists the files under dir, relative to it.

@@ -79,7 +79,84 @@ func claimLocalDestination(ctx context.Context, dest types.ImageReference) (undo
 			logrus.Debugf("not locking %s against other processes: %v", path, err)
 		}
 	}
-	return snapshotDestination(path, created), release, nil
+	undo = snapshotDestination(path, created)
+	if dest.Transport().Name() == "dir" && !created {
+		undo, release = keepDirImage(path, undo, release)
+	}
+	return undo, release, nil
+}
+
+// keepDirImage makes a failed commit to the dir: directory path put back
+// the image it held. containers/image empties such a directory when it
+// opens it as a destination, so before the commit its files are linked
+// into a new directory beside it: the returned undo puts them back in
+// place of whatever the commit left, and release removes that directory.
+// A directory without a version file holds no image, and containers/image
+// refuses it untouched; so does undo. Where the files cannot be kept (the
+// directory holds more than files, or is a mount point that links cannot
+// leave), undo removes everything the directory holds once
+// containers/image has emptied it, and a later commit finds it as one
+// made anew.
+func keepDirImage(path string, undo, release func()) (func(), func()) {
+	version := filepath.Join(path, "version")
+	if _, err := os.Lstat(version); err != nil {
+		return undo, release
+	}
+	kept, err := linkFilesBeside(path)
+	if err != nil {
+		logrus.Debugf("not keeping the image in %s to put back if the commit fails: %v", path, err)
+		return func() {
+			if _, err := os.Lstat(version); errors.Is(err, fs.ErrNotExist) {
+				removeAdded(path, nil)
+				return
+			}
+			undo()
+		}, release
+	}
+	putBack := func() {
+		removeAdded(path, nil)
+		entries, err := os.ReadDir(kept)
+		if err != nil {
+			logrus.Warnf("putting back the image %s held before a failed commit: %v", path, err)
+		}
+		for _, e := range entries {
+			if err := os.Rename(filepath.Join(kept, e.Name()), filepath.Join(path, e.Name())); err != nil {
+				logrus.Warnf("putting back %s after a failed commit: %v", filepath.Join(path, e.Name()), err)
+			}
+		}
+	}
+	return putBack, func() {
+		if err := os.RemoveAll(kept); err != nil {
+			logrus.Warnf("removing %s: %v", kept, err)
+		}
+		release()
+	}
+}
+
+// linkFilesBeside links every file of the directory path into a new
+// directory beside it, hidden, and returns that directory. It fails, and
+// makes nothing, if path holds anything but files or a link fails.
+func linkFilesBeside(path string) (string, error) {
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			return "", fmt.Errorf("%s is not a file", filepath.Join(path, e.Name()))
+		}
+	}
+	kept, err := os.MkdirTemp(filepath.Dir(path), "."+filepath.Base(path)+".kept-")
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		if err := os.Link(filepath.Join(path, e.Name()), filepath.Join(kept, e.Name())); err != nil {
+			os.RemoveAll(kept)
+			return "", err
+		}
+	}
+	return kept, nil
 }
 
 // lockDir takes an exclusive flock on the directory path, making it first
