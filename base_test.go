@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
+	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/signature"
 )
@@ -26,12 +28,14 @@ func layerDigests(t *testing.T, manifestBytes []byte) []string {
 }
 
 // TestBaseLayersKept builds a 4-layer image, pulls it from its OCI layout
-// into a builder, and checks that commits keep the base's layer blobs: served
-// from the origin while it exists, and reproduced byte for byte from the
-// store once it is gone.
+// and from a dir: directory into builders, and checks that commits keep the
+// base's layer blobs: served from the origin while it holds them, and
+// reproduced byte for byte from the store once one is missing or the
+// origin is gone.
 func TestBaseLayersKept(t *testing.T) {
 	env := newTestEnv(t)
 	baseLayout := env.dir(t, "base")
+	baseDir := env.dir(t, "base-dir")
 
 	// A 4-layer base: each step commits into the store and builds on it.
 	from := Scratch
@@ -52,6 +56,13 @@ func TestBaseLayersKept(t *testing.T) {
 				t.Fatal(err)
 			}
 			baseLayers = layerDigests(t, res.Manifest)
+			res, err = b.Commit(env.ctx, parseRef(t, "dir:"+baseDir), CommitOptions{SystemContext: env.sys})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := layerDigests(t, res.Manifest); !slices.Equal(got, baseLayers) {
+				t.Fatalf("layers %v in dir:, %v in the layout", got, baseLayers)
+			}
 			if err := b.Unmount(); err != nil {
 				t.Fatal(err)
 			}
@@ -70,49 +81,60 @@ func TestBaseLayersKept(t *testing.T) {
 		t.Fatalf("base has %d layers, want 4", len(baseLayers))
 	}
 
-	// From the layout: the base is pulled with its origin recorded.
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "oci:" + baseLayout + ":base", Container: "derived", SystemContext: env.sys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Unmount()
-	if err := os.WriteFile(filepath.Join(mp, "new"), []byte("new layer\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	check := func(name string) {
-		t.Helper()
-		ref := ociRef(t, env.dir(t, name), "img")
-		res, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys})
+	// The base is pulled with its origin recorded.
+	for n, origin := range []struct{ ref, dir, blobs string }{
+		{"oci:" + baseLayout + ":base", baseLayout, filepath.Join(baseLayout, "blobs", "sha256")},
+		{"dir:" + baseDir, baseDir, baseDir},
+	} {
+		b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: origin.ref, Container: "derived" + strconv.Itoa(n), SystemContext: env.sys})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := layerDigests(t, res.Manifest)
-		if len(got) != 5 {
-			t.Fatalf("%s: %d layers, want 5", name, len(got))
+		mp, err := b.Mount()
+		if err != nil {
+			t.Fatal(err)
 		}
-		for i := range baseLayers {
-			if got[i] != baseLayers[i] {
-				t.Errorf("%s: base layer %d is %s, want the base's %s", name, i, got[i], baseLayers[i])
+		if err := os.WriteFile(filepath.Join(mp, "new"), []byte("new layer\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+
+		check := func(name string) {
+			t.Helper()
+			ref := ociRef(t, env.dir(t, name), "img")
+			res, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys})
+			if err != nil {
+				t.Fatalf("%s, %s: %v", origin.ref, name, err)
+			}
+			got := layerDigests(t, res.Manifest)
+			if len(got) != 5 {
+				t.Fatalf("%s, %s: %d layers, want 5", origin.ref, name, len(got))
+			}
+			for i := range baseLayers {
+				if got[i] != baseLayers[i] {
+					t.Errorf("%s, %s: base layer %d is %s, want the base's %s", origin.ref, name, i, got[i], baseLayers[i])
+				}
+			}
+			report, err := Verify(env.ctx, ref, env.sys)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range report.Problems {
+				t.Errorf("%s, %s: verify: %s", origin.ref, name, p)
 			}
 		}
-		report, err := Verify(env.ctx, ref, env.sys)
-		if err != nil {
+		check("with-origin")
+		if err := os.Remove(filepath.Join(origin.blobs, digest.Digest(baseLayers[2]).Encoded())); err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range report.Problems {
-			t.Errorf("%s: verify: %s", name, p)
+		check("blob-missing")
+		if err := os.RemoveAll(origin.dir); err != nil {
+			t.Fatal(err)
+		}
+		check("without-origin")
+		if err := b.Unmount(); err != nil {
+			t.Fatal(err)
 		}
 	}
-	check("with-origin")
-	if err := os.RemoveAll(baseLayout); err != nil {
-		t.Fatal(err)
-	}
-	check("without-origin")
 }
 
 // TestCommitWithoutPolicyFile commits on a system with no signature policy

@@ -15,6 +15,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/image/v5/pkg/blobinfocache"
+	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/transports/alltransports"
 	"go.podman.io/image/v5/types"
 	"go.podman.io/storage"
@@ -169,7 +170,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 	}
 
-	serveOrigin := s.originAvailable(ctx, state.FromImageOrigin)
+	serveOrigin := s.originAvailable(ctx, state.FromImageOrigin, base)
 	var exported []exportedLayer
 	baseExported := map[int]exportedLayer{}
 	// Commit asks for no compression when the destination is a store.
@@ -309,16 +310,44 @@ func indexOfLayer(base []baseLayer, id string) int {
 }
 
 // originAvailable says whether the base image's origin can be opened to
-// serve its layers' original blobs.
-func (s *imageSource) originAvailable(ctx context.Context, origin string) bool {
+// serve the original blobs of its layers, base. A local origin (a
+// directory, a layout, an archive) may have been removed or changed since
+// the pull, which opening it need not reveal (a dir: source opens without
+// looking), so there each blob is opened too, and its size checked; a
+// registry's blobs are taken to be there.
+func (s *imageSource) originAvailable(ctx context.Context, origin string, base []baseLayer) bool {
 	if origin == "" {
 		return false
 	}
-	if _, err := s.originSource(ctx); err != nil {
+	src, err := s.originSource(ctx)
+	if err == nil && localPath(src.Reference()) != "" {
+		err = holdsBlobs(ctx, src, base)
+	}
+	if err != nil {
 		logrus.Debugf("base image origin %s unavailable, serving its layers from the store: %v", origin, err)
 		return false
 	}
 	return true
+}
+
+// holdsBlobs checks that src serves a blob of the right size for each
+// layer of base that names one.
+func holdsBlobs(ctx context.Context, src types.ImageSource, base []baseLayer) error {
+	for _, bl := range base {
+		d := bl.Descriptor
+		if d.Digest == "" {
+			continue
+		}
+		rc, size, err := src.GetBlob(ctx, types.BlobInfo{Digest: d.Digest, Size: d.Size}, none.NoCache)
+		if err != nil {
+			return err
+		}
+		rc.Close()
+		if size >= 0 && size != d.Size {
+			return fmt.Errorf("blob %s has %d bytes, not %d", d.Digest, size, d.Size)
+		}
+	}
+	return nil
 }
 
 // holdCompressor waits until no other layer of this commit is being
