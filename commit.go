@@ -282,10 +282,10 @@ func (o *CommitOptions) validate() error {
 		return err
 	}
 	if o.LayerParallelism < 0 {
-		return fmt.Errorf("layer parallelism %d: must not be negative", o.LayerParallelism)
+		return fmt.Errorf("LayerParallelism %d: must not be negative: %w", o.LayerParallelism, ErrInvalidOptions)
 	}
 	if o.RetryCount < 0 || o.RetryDelay < 0 {
-		return fmt.Errorf("retry count %d, delay %s: must not be negative", o.RetryCount, o.RetryDelay)
+		return fmt.Errorf("RetryCount %d, RetryDelay %s: must not be negative: %w", o.RetryCount, o.RetryDelay, ErrInvalidOptions)
 	}
 	return o.validateCombinations()
 }

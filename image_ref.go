@@ -51,7 +51,7 @@ var _ types.ImageReference = (*containerImageRef)(nil)
 // copy.Image. Each NewImageSource on it exports the container anew.
 func (b *Builder) ImageRef(opts CommitOptions) (types.ImageReference, error) {
 	if err := opts.validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("referring to container %s as an image: %w", b.ContainerName(), err)
 	}
 	return &containerImageRef{builder: b, opts: opts}, nil
 }

@@ -51,6 +51,9 @@ func claimLocalDestination(ctx context.Context, dest types.ImageReference) (undo
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("writing to %s: %w", path, err)
+	}
 	t, _ := localDestinationTurns.LoadOrStore(path, make(chan struct{}, 1))
 	turn := t.(chan struct{})
 	select {

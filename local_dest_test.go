@@ -173,6 +173,25 @@ func TestConcurrentCommitGivesUpWaiting(t *testing.T) {
 	}
 }
 
+// TestCancelledCommitWaitsForNothing: a commit whose context has ended
+// before it starts says so, not that it waited for another commit, and
+// makes no directory. (With a free destination, the select between taking
+// it and the ended context would pick either.)
+func TestCancelledCommitWaitsForNothing(t *testing.T) {
+	env := newTestEnv(t)
+	b, _ := env.newFilledBuilder(t, "work", 35)
+	ctx, cancel := context.WithCancel(env.ctx)
+	cancel()
+	for i := range 20 {
+		dir := env.dir(t, "layout")
+		_, err := b.Commit(ctx, ociRef(t, dir, "latest"), CommitOptions{SystemContext: env.sys})
+		if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "waiting") {
+			t.Fatalf("try %d: %v, want context.Canceled without waiting for another commit", i, err)
+		}
+		assertAbsent(t, dir)
+	}
+}
+
 // TestFailedCommitRemovesTheDirectoryItMade: the directory a commit made
 // to lock it goes when the commit fails after writing blobs into it; one
 // that was there before stays, emptied of what the commit added.
