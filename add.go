@@ -107,7 +107,7 @@ func (b *Builder) add(ctx context.Context, dest string, opts AddOptions, sources
 	}
 	root, err := copier.OpenRoot(mp)
 	if err != nil {
-		return fmt.Errorf("%s to %s in container %s: %w", verb, dest, name, err)
+		return fmt.Errorf("%s to %s in container %s: %w", verb, dest, name, b.containerGone(err))
 	}
 	defer root.Close()
 

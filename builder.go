@@ -280,12 +280,25 @@ func (b *Builder) Save() error {
 func (b *Builder) saveLocked() error {
 	dir, err := b.store.ContainerDirectory(b.state.ContainerID)
 	if err != nil {
-		return fmt.Errorf("locating the directory of container %s: %w", b.state.ContainerID, err)
+		return fmt.Errorf("locating the directory of container %s: %w", b.state.ContainerName, b.containerGone(err))
 	}
 	if err := writeJSONAtomic(filepath.Join(dir, stateFile), &b.state); err != nil {
-		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerID, err)
+		return fmt.Errorf("saving the state of container %s: %w", b.state.ContainerName, err)
 	}
 	return nil
+}
+
+// containerGone adds ErrContainerNotFound to err, an error met using the
+// builder's container, when the store no longer holds that container (it
+// was deleted, by another builder or process). The store's own errors do
+// not tell: asked for a container ID it does not hold, it may report an
+// unknown container, not a container, or, taking the ID for a layer's, an
+// unknown layer; a mount point noted before is simply gone.
+func (b *Builder) containerGone(err error) error {
+	if _, cerr := b.store.Container(b.state.ContainerID); errors.Is(cerr, storage.ErrContainerUnknown) {
+		return fmt.Errorf("%w: %w", ErrContainerNotFound, err)
+	}
+	return err
 }
 
 // writeJSONAtomic writes v as indented JSON to path through a temporary
@@ -347,7 +360,7 @@ func (b *Builder) Mount() (string, error) {
 	defer b.mu.Unlock()
 	mp, err := b.store.Mount(b.state.ContainerID, "")
 	if err != nil {
-		return "", fmt.Errorf("mounting container %s: %w", b.state.ContainerName, err)
+		return "", fmt.Errorf("mounting container %s: %w", b.state.ContainerName, b.containerGone(err))
 	}
 	b.state.MountPoint = mp
 	if err := b.saveLocked(); err != nil {
@@ -362,7 +375,7 @@ func (b *Builder) Unmount() error {
 	defer b.mu.Unlock()
 	mounted, err := b.store.Unmount(b.state.ContainerID, false)
 	if err != nil {
-		return fmt.Errorf("unmounting container %s: %w", b.state.ContainerName, err)
+		return fmt.Errorf("unmounting container %s: %w", b.state.ContainerName, b.containerGone(err))
 	}
 	if !mounted {
 		b.state.MountPoint = ""
@@ -371,7 +384,9 @@ func (b *Builder) Unmount() error {
 }
 
 // Delete removes the working container, its layer and its saved state.
-// The builder must not be used afterwards.
+// The builder must not be used afterwards: its methods that reach the store
+// (Mount, Save, Copy, Commit, ...) then fail with [ErrContainerNotFound],
+// as do those of other builders of the same container.
 func (b *Builder) Delete() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -380,10 +395,7 @@ func (b *Builder) Delete() error {
 	}
 	if err := b.store.DeleteContainer(b.state.ContainerID); err != nil {
 		// DeleteContainer reports an unknown ID as ErrNotAContainer.
-		if errors.Is(err, storage.ErrContainerUnknown) || errors.Is(err, storage.ErrNotAContainer) {
-			return fmt.Errorf("removing container %s: %w", b.state.ContainerName, ErrContainerNotFound)
-		}
-		return fmt.Errorf("removing container %s: %w", b.state.ContainerName, err)
+		return fmt.Errorf("removing container %s: %w", b.state.ContainerName, b.containerGone(err))
 	}
 	b.state.MountPoint = ""
 	return nil

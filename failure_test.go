@@ -106,6 +106,23 @@ func TestCommitFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		env.failCommit(t, b, CommitOptions{}, ErrContainerNotFound, "work")
+		// The builder's other methods that reach the store say the same.
+		src := filepath.Join(env.tmp, "src")
+		if err := os.WriteFile(src, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for what, call := range map[string]func() error{
+			"Mount":   func() error { _, err := b.Mount(); return err },
+			"Unmount": b.Unmount,
+			"Save":    b.Save,
+			"Delete":  b.Delete,
+			"Copy":    func() error { return b.Copy(env.ctx, "/x", AddOptions{}, src) },
+		} {
+			if err := call(); !errors.Is(err, ErrContainerNotFound) || !strings.Contains(err.Error(), "work") {
+				t.Errorf("%s after the container was deleted: %v, want ErrContainerNotFound naming it", what, err)
+			}
+		}
+		os.Remove(src)
 	})
 
 	t.Run("layer-record-removed", func(t *testing.T) {
