@@ -105,7 +105,7 @@ the copy; --quiet or a non-terminal stderr shows nothing but the ID.`,
 	fs.IntVar(&f.retry, "retry", 0, "copy again up to this many times after a network or registry failure")
 	fs.DurationVar(&f.retryDelay, "retry-delay", 0, "wait before each retry, such as 500ms or 5s (0: 2s)")
 	fs.StringVar(&f.blobCache, "blob-cache", "", "keep the base image's compressed layers in this directory, and take them from there next time")
-	f.registry.register(fs)
+	f.registry.register(fs, &a.storage)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"oci", "docker"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"none", "gzip", "zstd"}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.ValidArgsFunction = a.completeContainers(1)

@@ -203,6 +203,11 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("commit printed %q, want an image ID and a newline", stdout)
 	}
 	checkLayout(t, layoutDir, ociID, map[string]string{"app/hello.txt": "hello\n", "app/bin/run.sh": "#!/bin/sh\necho run\n"})
+	// containers/image's blob info cache is kept beside the embedded
+	// store, not in the system's (or the user's) containers directory.
+	if _, err := os.Stat(filepath.Join(storeDir, "cache", "blob-info-cache-v1.sqlite")); err != nil {
+		t.Errorf("the blob info cache is not beside the embedded store: %v", err)
+	}
 
 	// commit into the store, by short name
 	storeID := strings.TrimSpace(c.ok("commit", "-q", "e2e", "e2eimg"))

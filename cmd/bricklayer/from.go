@@ -59,7 +59,7 @@ or oci:DIR:TAG, which is pulled into the store first.`,
 	}
 	cmd.Flags().StringVar(&name, "name", "", "name of the working container (default: IMAGE-working-container)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "show no pull progress")
-	registry.register(cmd.Flags())
+	registry.register(cmd.Flags(), &a.storage)
 	cmd.ValidArgsFunction = a.completeImages(1)
 	return cmd
 }

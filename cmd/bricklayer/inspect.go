@@ -128,7 +128,7 @@ in the store; --type chooses between the last two.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print everything as JSON")
 	cmd.Flags().StringVarP(&kind, "type", "t", "", "look only for a container or only for an image")
-	registry.register(cmd.Flags())
+	registry.register(cmd.Flags(), &a.storage)
 	_ = cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions([]string{"container", "image"}, cobra.ShellCompDirectiveNoFileComp))
 	cmd.ValidArgsFunction = func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		ctrs, _ := a.completeContainers(1)(cmd, args, toComplete)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -18,10 +19,12 @@ type registryFlags struct {
 	signaturePolicy string
 	creds           string
 	fs              *pflag.FlagSet
+	store           *storageFlags
 }
 
-func (f *registryFlags) register(fs *pflag.FlagSet) {
-	f.fs = fs
+// register adds the flags to fs; store is the store they go with.
+func (f *registryFlags) register(fs *pflag.FlagSet, store *storageFlags) {
+	f.fs, f.store = fs, store
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when talking to registries")
 	fs.StringVar(&f.authFile, "authfile", "", "registry credentials file (default: the containers auth.json)")
 	fs.StringVar(&f.certDir, "cert-dir", "", "directory of certificates (*.crt, *.cert, *.key) for registries")
@@ -31,7 +34,9 @@ func (f *registryFlags) register(fs *pflag.FlagSet) {
 
 // systemContext builds the containers/image SystemContext the flags describe.
 // --tls-verify left alone keeps the registries.conf settings. Bad --creds
-// are a usage error.
+// are a usage error. containers/image's blob info cache goes with the
+// store: the system's for the system's containers storage, one beside
+// bricklayer's embedded store for that one.
 func (f *registryFlags) systemContext() (*types.SystemContext, error) {
 	auth, err := f.credentials()
 	if err != nil {
@@ -41,6 +46,13 @@ func (f *registryFlags) systemContext() (*types.SystemContext, error) {
 		AuthFilePath:     f.authFile,
 		DockerCertPath:   f.certDir,
 		DockerAuthConfig: auth,
+	}
+	if f.store != nil && !f.store.system() {
+		opts, err := embeddedStoreOptions()
+		if err != nil {
+			return nil, err
+		}
+		sys.BlobInfoCacheDir = filepath.Join(filepath.Dir(opts.GraphRoot), "cache")
 	}
 	if f.fs != nil && f.fs.Changed("tls-verify") {
 		skip := types.NewOptionalBool(!f.tlsVerify)

@@ -78,7 +78,7 @@ status is 1 when there is any.`,
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
-	registry.register(cmd.Flags())
+	registry.register(cmd.Flags(), &a.storage)
 	cmd.ValidArgsFunction = a.completeImages(1)
 	return cmd
 }
