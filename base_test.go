@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/bricklayer/bricklayer/docker"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"go.podman.io/image/v5/signature"
@@ -190,6 +191,60 @@ func TestLayoutTakesBaseLayersInPlace(t *testing.T) {
 		}
 		if want := 1; !tc.wantBase && n != want {
 			t.Errorf("commit %d (%s): %d layers exported, want %d", i, tc.tag, n, want)
+		}
+	}
+}
+
+// TestBaseFromDockerArchive builds on a base pulled from a docker-archive,
+// whose containers/image source labels the archive's uncompressed layers
+// gzip. The base layer is the uncompressed tar: served as such to an
+// uncompressed commit, exported with the commit's compression otherwise, and
+// never an uncompressed blob labelled compressed, with the archive there or
+// not.
+func TestBaseFromDockerArchive(t *testing.T) {
+	env := newTestEnv(t)
+	archive := filepath.Join(env.dir(t, "archive"), "base.tar")
+	if err := os.MkdirAll(filepath.Dir(archive), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := env.newFilledBuilder(t, "base", 61)
+	if _, err := base.Commit(env.ctx, parseRef(t, "docker-archive:"+archive+":base/img:1"), CommitOptions{SystemContext: env.sys}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "docker-archive:" + archive, Container: "derived", SystemContext: env.sys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := b.Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Unmount()
+	if err := os.WriteFile(filepath.Join(mp, "new"), []byte("new layer\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []bool{false, true} {
+		if gone {
+			if err := os.Remove(archive); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
+			for _, dest := range []string{"oci:" + env.dir(t, "oci") + ":x", "dir:" + env.dir(t, "dir"), "dir-docker"} {
+				mtype := v1.MediaTypeImageManifest
+				if dest == "dir-docker" {
+					if c == CompressionZstd {
+						continue
+					}
+					mtype, dest = docker.V2S2MediaTypeManifest, "dir:"+env.dir(t, "dir")
+				}
+				ref := parseRef(t, dest)
+				if _, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys, Compression: c, ManifestType: mtype}); err != nil {
+					t.Fatalf("archive gone %v, %s, %s: %v", gone, c, dest, err)
+				}
+				t.Logf("archive gone %v, %s, %s, %s", gone, c, ref.Transport().Name(), mtype)
+				checkImage(t, ref, wantImage{Layers: 2, ManifestType: mtype, LayerMediaType: layerMediaType(mtype, c)})
+			}
 		}
 	}
 }

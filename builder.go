@@ -167,6 +167,23 @@ type baseLayer struct {
 	Descriptor v1.Descriptor `json:"descriptor"`
 }
 
+// descriptor is the descriptor of the base layer's blob as its image's
+// manifest gave it, but for a blob whose digest is the layer's diffID: that
+// blob is the uncompressed tar, whatever its media type says.
+// containers/image's docker-archive source labels an archive's layers gzip
+// though the archive holds them uncompressed (copy.Image, which tells the
+// compression by reading the blob, does not mind), so a base pulled from
+// one would otherwise be served as an uncompressed blob labelled gzip.
+func (bl baseLayer) descriptor() v1.Descriptor {
+	d := bl.Descriptor
+	if d.Digest != "" && d.Digest == bl.DiffID {
+		if c, ok := plainLayerCompression(d.MediaType); ok && c != CompressionNone {
+			d.MediaType = v1.MediaTypeImageLayer
+		}
+	}
+	return d
+}
+
 // NewBuilder makes a working container from opts.FromImage and saves its
 // state. The base image's layers, config and history are inherited.
 func NewBuilder(ctx context.Context, store storage.Store, opts BuilderOptions) (*Builder, error) {

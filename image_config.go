@@ -36,7 +36,7 @@ func (s *imageSource) describe(state *builderState, base []baseLayer, baseExport
 			infosForCopy = append(infosForCopy, blobInfo(desc))
 			continue
 		}
-		desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
+		desc, ok := convertLayerDescriptor(bl.descriptor(), mtype)
 		diffIDs = append(diffIDs, bl.DiffID)
 		uncompressed := v1.Descriptor{MediaType: layerMediaType(mtype, CompressionNone), Digest: bl.DiffID, Size: -1}
 		if l, err := s.store.Layer(bl.LayerID); err == nil && l.UncompressedSize > 0 {

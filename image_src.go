@@ -259,21 +259,28 @@ func (s *imageSource) baseJobs(target exportTarget, chain []*storage.Layer, base
 			if layout == nil {
 				layout = readLayoutBlobs(target.blobDir)
 			}
-			job.candidates = layout.candidates(bl.DiffID, c, bl.Descriptor)
+			job.candidates = layout.candidates(bl.DiffID, c, bl.descriptor())
 		}
 		jobs = append(jobs, job)
 	}
 	return jobs
 }
 
-// baseServable says whether a base layer's own blob can be served: from the
-// origin it was pulled from, or from the store when the base image has it
-// uncompressed and the commit asks for no compression. Otherwise a local
-// destination gets it exported with the commit's compression, from the
-// store's exact copy of its tar, so that its diffID stays the base's.
+// baseServable says whether a base layer's own blob can be served: a
+// compressed one from the origin it was pulled from, and an uncompressed
+// one (from the store, which holds the same bytes) when the commit asks for
+// no compression. Otherwise a local destination gets it exported with the
+// commit's compression, from the store's exact copy of its tar, so that its
+// diffID stays the base's.
 func baseServable(bl baseLayer, mtype string, c Compression, serveOrigin bool) bool {
-	desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
-	return ok && (serveOrigin || (desc.Digest == bl.DiffID && c == CompressionNone))
+	desc, ok := convertLayerDescriptor(bl.descriptor(), mtype)
+	if !ok {
+		return false
+	}
+	if desc.Digest == bl.DiffID {
+		return c == CompressionNone
+	}
+	return serveOrigin
 }
 
 // exportsBase says whether a base layer is exported with the new ones
@@ -289,8 +296,8 @@ func exportsBase(target exportTarget, bl baseLayer, mtype string, c Compression,
 	case !target.exportBase:
 		return false
 	case target.upload != nil:
-		desc, ok := convertLayerDescriptor(bl.Descriptor, mtype)
-		return c != CompressionNone && !serveOrigin && (!ok || desc.Digest == bl.DiffID)
+		desc, ok := convertLayerDescriptor(bl.descriptor(), mtype)
+		return c != CompressionNone && (!ok || desc.Digest == bl.DiffID)
 	case !baseServable(bl, mtype, c, serveOrigin):
 		return true
 	case target.blobDir == "" || serveOrigin:
