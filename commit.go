@@ -368,7 +368,12 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	}
 	defer policy.Destroy() //nolint:errcheck // nothing to report
 
-	copyDest := dest
+	copyDest, written, abandon, err := archiveViaTemp(dest)
+	if err != nil {
+		undo()
+		src.removeCreatedLayers()
+		return CommitResult{}, fmt.Errorf("committing container %s to %s: %w", b.ContainerName(), destName, err)
+	}
 	if target.linkInto != "" {
 		copyDest = linkingReference{ImageReference: dest, dir: target.linkInto, blobs: src.blobFiles()}
 	}
@@ -381,6 +386,11 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		tried = true
 		return copy.Image(ctx, policy, copyDest, ref, opts.copyOptions())
 	})
+	if err == nil {
+		err = written()
+	} else {
+		abandon()
+	}
 	if err != nil {
 		undo()
 		src.removeCreatedLayers()

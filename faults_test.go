@@ -3,6 +3,7 @@ package bricklayer
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -213,6 +214,16 @@ func TestCommitFullDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 		layoutBefore := listFiles(t, layoutDir)
+		// So do an oci-archive and a dir: directory holding one, which
+		// containers/image would truncate and empty.
+		oldArchive := parseRef(t, "oci-archive:"+filepath.Join(small, "old.tar")+":old")
+		oldDir := dirRef(t, filepath.Join(small, "old-dir"))
+		for _, ref := range []types.ImageReference{oldArchive, oldDir} {
+			if _, err := other.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		smallBefore := fileContents(t, small)
 
 		for _, dest := range []types.ImageReference{ociRef(t, filepath.Join(small, "new-layout"), "latest"), ociRef(t, layoutDir, "new")} {
 			for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
@@ -235,6 +246,21 @@ func TestCommitFullDisk(t *testing.T) {
 			t.Errorf("the layout holds %v after failed commits, %v before", after, layoutBefore)
 		}
 		checkImage(t, old, wantImage{Layers: 1})
+		for _, ref := range []types.ImageReference{oldArchive, oldDir} {
+			done := checkGoroutines(t)
+			_, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys})
+			done()
+			t.Logf("commit to %s: %v", ref.StringWithinTransport(), err)
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Errorf("commit to %s on a full file system: %v, want ENOSPC", ref.StringWithinTransport(), err)
+			}
+			assertEmptyDir(t, env.tmp)
+		}
+		if after := fileContents(t, small); !maps.Equal(after, smallBefore) {
+			t.Errorf("the file system holds %v after failed commits, %v before", after, smallBefore)
+		}
+		checkImage(t, oldArchive, wantImage{Layers: 1})
+		checkImage(t, oldDir, wantImage{Layers: 1})
 
 		// A dir: destination is written by copy.Image from blobs exported
 		// to the temporary directory, which has room: the copy fails.

@@ -300,6 +300,53 @@ func removeAdded(path string, before map[string]bool) {
 	}
 }
 
+// archiveViaTemp returns the reference copy.Image is to write an
+// oci-archive destination through, and what to do once it has: a new file
+// beside the archive, renamed over it when the copy succeeded (done), and
+// removed when it failed (abandon). containers/image writes the archive in
+// place, truncating it first, so a copy that failed while writing it (a
+// full disk) left a truncated archive where an image had been. Other
+// destinations are returned as they are, with done and abandon doing
+// nothing.
+func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done func() error, abandon func(), err error) {
+	nothing := func() {}
+	if dest.Transport().Name() != "oci-archive" {
+		return dest, func() error { return nil }, nothing, nil
+	}
+	path := localPath(dest)
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real // the archive is written where a link points
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-")
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("creating a file beside %s to write the archive to: %w", path, err)
+	}
+	tmp := f.Name()
+	f.Close()
+	// containers/image creates the file anew, with the usual mode.
+	os.Remove(tmp)
+	within := tmp
+	if _, image, ok := strings.Cut(dest.StringWithinTransport(), ":"); ok {
+		within += ":" + image
+	}
+	if ref, err = dest.Transport().ParseReference(within); err != nil {
+		return nil, nil, nil, fmt.Errorf("referring to %s: %w", tmp, err)
+	}
+	abandon = func() {
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			logrus.Warnf("removing %s after a failed commit: %v", tmp, err)
+		}
+	}
+	done = func() error {
+		if err := os.Rename(tmp, path); err != nil {
+			abandon()
+			return fmt.Errorf("replacing %s: %w", path, err)
+		}
+		return nil
+	}
+	return ref, done, abandon, nil
+}
+
 // localPath is the file or directory a local transport writes, "" for the
 // others.
 func localPath(dest types.ImageReference) string {
