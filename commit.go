@@ -390,6 +390,7 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		err = written()
 	} else {
 		abandon()
+		err = trimmedError{err}
 	}
 	if err != nil {
 		undo()
@@ -505,3 +506,12 @@ func destinationContext(opts CommitOptions) *types.SystemContext {
 	sys.OCIAcceptUncompressedLayers = true
 	return &sys
 }
+
+// trimmedError is err with the leading spaces of its message dropped:
+// copy.Image adds a failure to close the destination or the source as
+// " (dest: ...): ", which would follow our own ": " with two spaces.
+type trimmedError struct{ err error }
+
+func (e trimmedError) Error() string { return strings.TrimLeft(e.err.Error(), " ") }
+
+func (e trimmedError) Unwrap() error { return e.err }

@@ -246,13 +246,17 @@ func TestCommitFullDisk(t *testing.T) {
 			t.Errorf("the layout holds %v after failed commits, %v before", after, layoutBefore)
 		}
 		checkImage(t, old, wantImage{Layers: 1})
-		for _, ref := range []types.ImageReference{oldArchive, oldDir} {
+		newArchive := parseRef(t, "docker-archive:"+filepath.Join(small, "new.tar")+":localhost/new:1")
+		for _, ref := range []types.ImageReference{oldArchive, oldDir, newArchive} {
 			done := checkGoroutines(t)
 			_, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys})
 			done()
 			t.Logf("commit to %s: %v", ref.StringWithinTransport(), err)
 			if !errors.Is(err, syscall.ENOSPC) {
 				t.Errorf("commit to %s on a full file system: %v, want ENOSPC", ref.StringWithinTransport(), err)
+			}
+			if err != nil && strings.Contains(err.Error(), ":  ") {
+				t.Errorf("commit to %s: %q has an empty part", ref.StringWithinTransport(), err)
 			}
 			assertEmptyDir(t, env.tmp)
 		}
@@ -286,6 +290,29 @@ func TestCommitFullDisk(t *testing.T) {
 		compareTrees(t, want, img.Tree)
 		checkImage(t, old, wantImage{Layers: 1})
 	})
+}
+
+// TestCommitToReadOnlyFileSystem commits to destinations on a read-only
+// file system: each commit fails with EROFS naming the container, and
+// warns of nothing it could not clean up, since it wrote nothing.
+func TestCommitToReadOnlyFileSystem(t *testing.T) {
+	env := newTestEnv(t)
+	ro := mountTmpfs(t, env.out, "1m")
+	if out, err := exec.Command("mount", "-o", "remount,ro", ro).CombinedOutput(); err != nil {
+		t.Skipf("cannot make %s read-only: %v: %s", ro, err, out)
+	}
+	b, _ := env.newFilledBuilder(t, "work", 9)
+	warnings := captureWarnings(t)
+	for _, dest := range []string{"oci:" + filepath.Join(ro, "layout") + ":x", "dir:" + filepath.Join(ro, "dir"), "oci-archive:" + filepath.Join(ro, "a.tar"), "docker-archive:" + filepath.Join(ro, "d.tar")} {
+		_, err := b.Commit(env.ctx, parseRef(t, dest), CommitOptions{SystemContext: env.sys})
+		if !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "work") {
+			t.Errorf("commit to %s: %v, want EROFS naming the container", dest, err)
+		}
+		if w := warnings.take(); len(w) != 0 {
+			t.Errorf("commit to %s warned %q", dest, w)
+		}
+		assertEmptyDir(t, env.tmp)
+	}
 }
 
 // uploading is true once an upload in progress has more than n bytes in

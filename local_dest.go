@@ -240,6 +240,9 @@ func snapshotDestination(path string, created bool) (undo func()) {
 	_, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) || (created && len(before) == 0) {
 		return func() {
+			if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+				return // never made (RemoveAll would still try, and fail on a read-only file system)
+			}
 			if err := os.RemoveAll(path); err != nil {
 				logrus.Warnf("removing %s after a failed commit: %v", path, err)
 			}

@@ -106,7 +106,7 @@ func verify(cmd *cobra.Command, name string, ref types.ImageReference, sys *type
 		printVerifyReport(out, name, report)
 	}
 	if !report.OK() {
-		return fmt.Errorf("%s: %d problems found", name, len(report.Problems))
+		return fmt.Errorf("%s: %s found", name, plural(len(report.Problems), "problem"))
 	}
 	return nil
 }
@@ -118,7 +118,7 @@ func printVerifyReport(w io.Writer, name string, report bricklayer.VerifyReport)
 	}
 	status := "OK"
 	if !report.OK() {
-		status = fmt.Sprintf("%d problems", len(report.Problems))
+		status = plural(len(report.Problems), "problem")
 	}
 	fmt.Fprintf(w, "%s: manifest %s, %s, %s read: %s\n", name, report.ManifestDigest, plural(report.Images, "image"), plural(report.Blobs, "blob"), status)
 }
