@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -321,9 +322,11 @@ func indexOfLayer(base []baseLayer, id string) int {
 // directory, a layout, an archive) may have been removed or changed since
 // the pull, which opening it need not reveal (a dir: source opens without
 // looking), so there each blob is opened too, and its size checked; a
-// registry's blobs are taken to be there.
+// registry's blobs are taken to be there. An origin whose blobs are all the
+// layers' uncompressed tars (a docker-archive) is not opened: the store
+// serves the same bytes.
 func (s *imageSource) originAvailable(ctx context.Context, origin string, base []baseLayer) bool {
-	if origin == "" {
+	if origin == "" || !slices.ContainsFunc(base, func(bl baseLayer) bool { return bl.Descriptor.Digest != bl.DiffID }) {
 		return false
 	}
 	src, err := s.originSource(ctx)
