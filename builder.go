@@ -234,8 +234,9 @@ func NewBuilder(ctx context.Context, store storage.Store, opts BuilderOptions) (
 
 // OpenBuilder reopens the working container nameOrID. A container another
 // tool made (buildah, podman) has no bricklayer state: it is opened with the
-// config of the image it was made from, and its state is saved on the first
-// change.
+// config buildah keeps for it, when buildah made it, else with the config of
+// the image it was made from (see adopt), and its state is saved on the
+// first change.
 func OpenBuilder(store storage.Store, nameOrID string) (*Builder, error) {
 	ctr, err := store.Container(nameOrID)
 	if err != nil {
@@ -251,7 +252,7 @@ func OpenBuilder(store storage.Store, nameOrID string) (*Builder, error) {
 	b := &Builder{store: store}
 	data, err := os.ReadFile(filepath.Join(dir, stateFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return b.adopt(ctr)
+		return b.adopt(ctr, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading the state of container %q: %w", nameOrID, err)
@@ -263,26 +264,6 @@ func OpenBuilder(store storage.Store, nameOrID string) (*Builder, error) {
 		return nil, fmt.Errorf("state of container %q has version %d, this bricklayer reads %d", nameOrID, b.state.Version, stateVersion)
 	}
 	b.state.ContainerID = ctr.ID
-	return b, nil
-}
-
-// adopt opens a container that another tool made, taking its config from
-// the image it was made from.
-func (b *Builder) adopt(ctr *storage.Container) (*Builder, error) {
-	name := ctr.ID
-	if len(ctr.Names) > 0 {
-		name = ctr.Names[0]
-	}
-	b.state = builderState{Version: stateVersion, ContainerID: ctr.ID, ContainerName: name, FromImage: Scratch}
-	if ctr.ImageID == "" {
-		b.state.OCIConfig = v1.Image{Platform: v1.Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}}
-		b.state.DockerConfig = dockerFromOCI(b.state.OCIConfig)
-		return b, nil
-	}
-	b.state.FromImage, b.state.FromImageID = ctr.ImageID, ctr.ImageID
-	if err := b.loadBaseImage(context.Background(), nil); err != nil {
-		return nil, fmt.Errorf("opening container %q made by another tool: %w", name, err)
-	}
 	return b, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	is "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/transports/alltransports"
 )
 
 // TestBuildahBase builds FROM an image another tool made: Debian's buildah
@@ -156,5 +157,69 @@ func TestBuildahOnOurStoreImage(t *testing.T) {
 	testutil.Run(t, e.toolEnv, e.umoci, "unpack", "--image", layout+":x", bundle)
 	if n := testutil.CompareTrees(t, rootfs, filepath.Join(bundle, "rootfs")); n > 0 {
 		t.Errorf("buildah's image, unpacked by umoci, differs from our tree plus its file in %d places", n)
+	}
+}
+
+// TestCommitBuildahContainer commits containers that buildah made and
+// configured, one from scratch and one from an image, and checks that our
+// image has the config buildah's own commit of the container gives it:
+// buildah keeps its config edits in its state, not in the image.
+func TestCommitBuildahContainer(t *testing.T) {
+	e := newEnv(t)
+	buildahBin := testutil.RequireTool(t, "buildah")
+	ctx := context.Background()
+	global := []string{"--root", e.root, "--runroot", e.runroot, "--storage-driver", "vfs"}
+	buildah := func(args ...string) string {
+		t.Helper()
+		return strings.TrimSpace(string(testutil.Run(t, e.toolEnv, buildahBin, append(global, args...)...)))
+	}
+	config := []string{"config", "--env", "A=1", "--cmd", `["/x","y"]`, "--entrypoint", `["/bin/sh","-c"]`,
+		"--workingdir", "/app", "--label", "l=v", "--port", "8080/tcp", "--user", "1000:1000",
+		"--volume", "/data", "--stop-signal", "SIGINT", "--author", "someone", "--created-by", "made by buildah"}
+
+	scratch := buildah("from", "--signature-policy", e.policy, "--name", "b-scratch", "scratch")
+	testutil.FillTree(t, buildah("mount", scratch), 31)
+	buildah("umount", scratch)
+	buildah(append(config, scratch)...)
+	buildah("commit", "--quiet", "--signature-policy", e.policy, scratch, "localhost/b-base:1")
+	derived := buildah("from", "--signature-policy", e.policy, "--name", "b-derived", "localhost/b-base:1")
+	buildah("config", "--env", "B=2", "--label", "l=w", "--cmd", `["/z"]`, derived)
+
+	for _, name := range []string{scratch, derived} {
+		theirs := filepath.Join(t.TempDir(), "theirs")
+		buildah("commit", "--quiet", "--signature-policy", e.policy, name, "oci:"+theirs+":x")
+		b, err := bricklayer.OpenBuilder(e.store, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ours := filepath.Join(t.TempDir(), "ours")
+		dest, err := alltransports.ParseImageName("oci:" + ours + ":x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Commit(ctx, dest, bricklayer.CommitOptions{SystemContext: e.sysContext(t)}); err != nil {
+			t.Fatal(err)
+		}
+		var want, got v1.Image
+		for _, c := range []struct {
+			layout string
+			img    *v1.Image
+		}{{theirs, &want}, {ours, &got}} {
+			if err := json.Unmarshal(e.skopeoRun(t, "inspect", "--config", "oci:"+c.layout+":x"), c.img); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// buildah stamps its commits, the base image included.
+		delete(want.Config.Labels, "io.buildah.version")
+		delete(got.Config.Labels, "io.buildah.version")
+		wantJSON, _ := json.Marshal(want.Config)
+		gotJSON, _ := json.Marshal(got.Config)
+		if string(gotJSON) != string(wantJSON) || got.Author != want.Author {
+			t.Errorf("%s: our commit's config is\n%s (author %q)\nbuildah's is\n%s (author %q)", name, gotJSON, got.Author, wantJSON, want.Author)
+		}
+		// The scratch container's --created-by is its history entry's.
+		if n := len(got.History); name == scratch && (n == 0 || got.History[n-1].CreatedBy != "made by buildah") {
+			t.Errorf("%s: history %+v, want the last entry created by %q", name, got.History, "made by buildah")
+		}
 	}
 }
