@@ -354,8 +354,8 @@ func testCommitHostileContent(t *testing.T, driver string) {
 				// is not UTF-8 either: the commit says so.
 				if driver == "overlay" {
 					_, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys})
-					if !errors.Is(err, ErrUnreadableName) || !strings.Contains(err.Error(), strconv.Quote("/dir-\xc3\x28")) {
-						t.Errorf("commit into an overlay store with a directory named in Latin-1: %v, want ErrUnreadableName naming it", err)
+					if !errors.Is(err, ErrUnreadableName) || !strings.Contains(err.Error(), strconv.Quote("/dir-\xc3\x28")) || strings.Count(err.Error(), "not valid UTF-8") != 1 {
+						t.Errorf("commit into an overlay store with a directory named in Latin-1: %v, want ErrUnreadableName naming it once", err)
 					}
 					if i, l := snapshotStore(t, env.store); i != images || l != layers {
 						t.Errorf("store has %d images and %d layers after a failed commit, %d and %d before", i, l, images, layers)

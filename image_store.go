@@ -333,11 +333,11 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent str
 		// followed.
 		stream.Close()
 		if serr := stream.Err(); serr != nil {
-			err = errors.Join(serr, err)
+			err = withCause(err, serr)
 		}
 	}
 	if err != nil {
-		return "", layerexport.Digests{}, fmt.Errorf("writing layer %s into the store: %w", l.ID, err)
+		return "", layerexport.Digests{}, fmt.Errorf("writing the diff of layer %s into the store: %w", l.ID, err)
 	}
 	s.createdLayers = append(s.createdLayers, created.ID)
 	if err := s.checkStillThere(l); err != nil {
@@ -372,6 +372,22 @@ func (s *imageSource) putLayer(ctx context.Context, l *storage.Layer, parent str
 	logrus.Debugf("wrote layer %s into the store as %s, named %s (diffID %s)", l.ID, created.ID, name, d.DiffID)
 	return created.ID, d, nil
 }
+
+// withCause returns err wrapping cause as well: joined with it, or, when
+// err's message already tells cause's (the store passes on a read error as
+// it got it), with that message alone.
+func withCause(err, cause error) error {
+	if strings.Contains(err.Error(), cause.Error()) {
+		return causedError{err: err, cause: cause}
+	}
+	return errors.Join(cause, err)
+}
+
+type causedError struct{ err, cause error }
+
+func (e causedError) Error() string { return e.err.Error() }
+
+func (e causedError) Unwrap() []error { return []error{e.err, e.cause} }
 
 // removeCreatedLayers deletes the layers this source wrote into the store
 // that no image, container or other layer uses, newest first. It is called
