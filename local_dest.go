@@ -38,6 +38,10 @@ var localDestinationTurns sync.Map
 // commit to a directory tries the lock again.
 const lockPollInterval = 20 * time.Millisecond
 
+// lockDirTries bounds how many times lockDir makes the directory again
+// when it goes away between its making and its locking.
+const lockDirTries = 100
+
 // claimLocalDestination waits until dest is free, takes it, and notes what
 // it holds. undo removes what the commit added; release frees dest for the
 // next commit and must come after undo. For registries and containers-
@@ -165,19 +169,30 @@ func linkFilesBeside(path string) (string, error) {
 // lockDir takes an exclusive flock on the directory path, making it first
 // if it is missing (created says so). A commit that held the lock and failed
 // may have removed the directory before dropping it, so a lock taken on a
-// directory that is no longer at path is dropped and taken again.
+// directory that is no longer at path is dropped and taken again, a few
+// times at most.
 func lockDir(ctx context.Context, path string) (d *os.File, created bool, err error) {
-	for {
+	madeParent := false
+	for tries := 0; ; tries++ {
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		if tries == lockDirTries {
+			return nil, false, fmt.Errorf("%s keeps going away", path)
+		}
 		created = false
 		switch err := os.Mkdir(path, 0o755); {
 		case err == nil:
 			created = true
-		case errors.Is(err, fs.ErrNotExist):
+		case errors.Is(err, fs.ErrNotExist) && !madeParent:
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				return nil, false, err
 			}
+			madeParent = true
 			continue
 		case !errors.Is(err, fs.ErrExist):
+			// Still missing with its parent there: a file system that
+			// makes no directories (/proc) says so this way.
 			return nil, false, err
 		}
 		d, err = os.Open(path)

@@ -134,6 +134,32 @@ func TestConcurrentCommitRelocksARemovedDirectory(t *testing.T) {
 	compareTrees(t, want, img.Tree)
 }
 
+// TestCommitWhereNoDirectoryCanBeMade: /proc makes no directories, and
+// says ENOENT when asked to; a commit there fails at once (it spun, making
+// the parent again, until it was killed).
+func TestCommitWhereNoDirectoryCanBeMade(t *testing.T) {
+	if _, err := os.Stat("/proc/self"); err != nil {
+		t.Skip("no /proc")
+	}
+	env := newTestEnv(t)
+	b, _ := env.newFilledBuilder(t, "work", 36)
+	for _, dest := range []string{"oci:/proc/bricklayer-test-layout:x", "dir:/proc/bricklayer-test-dir"} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := b.Commit(env.ctx, parseRef(t, dest), CommitOptions{SystemContext: env.sys})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "work") {
+				t.Errorf("commit to %s: %v, want an error naming the container", dest, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("commit to %s did not return", dest)
+		}
+	}
+}
+
 // TestConcurrentCommitGivesUpWaiting: a commit waiting for another
 // process's commit to a layout stops when its context ends, says what it
 // waited for, and leaves the layout as it was.
