@@ -420,7 +420,13 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 		}
 	}
 	if dest.Transport().Name() == is.Transport.Name() {
-		img, err := is.Transport.GetStoreImage(b.store, dest)
+		// The store names the image by its config's digest; its name may
+		// have moved on to another commit's image already.
+		img, err := b.store.Image(res.ConfigDigest.Encoded())
+		if err != nil {
+			// A reference that gave the image an ID of its own.
+			img, err = is.Transport.GetStoreImage(b.store, dest)
+		}
 		if err != nil {
 			return CommitResult{}, fmt.Errorf("finding the image committed to %s: %w", destName, err)
 		}

@@ -118,6 +118,38 @@ func TestConcurrentCommitsOfOneBuilder(t *testing.T) {
 // TestConcurrentCommitAndDelete deletes the container, as another process
 // would, at some point of its commit, with the vfs and the overlay drivers:
 // the commit either holds the whole tree or fails cleanly.
+// TestConcurrentCommitsToOneName commits two containers at once to one
+// name in the store, a few times: each commit's result names its own image
+// (the one whose config it wrote), wherever the name ended up.
+func TestConcurrentCommitsToOneName(t *testing.T) {
+	env := newTestEnv(t)
+	var builders []*Builder
+	for i, name := range []string{"a", "b"} {
+		b, _ := env.newFilledBuilder(t, name, uint64(40+i))
+		b.SetLabel("who", name)
+		builders = append(builders, b)
+	}
+	for round := range 6 {
+		var wg sync.WaitGroup
+		results := make([]CommitResult, len(builders))
+		errs := make([]error, len(builders))
+		for i, b := range builders {
+			wg.Go(func() {
+				results[i], errs[i] = b.Commit(env.ctx, storeRef(t, env.store, "localhost/contended:latest"), CommitOptions{SystemContext: env.sys, Compression: CompressionNone})
+			})
+		}
+		wg.Wait()
+		for i, res := range results {
+			if errs[i] != nil {
+				t.Fatalf("round %d, commit of %s: %v", round, builders[i].ContainerName(), errs[i])
+			}
+			if res.ImageID != res.ConfigDigest.Encoded() {
+				t.Errorf("round %d, commit of %s: image %s, but its config is %s", round, builders[i].ContainerName(), res.ImageID, res.ConfigDigest)
+			}
+		}
+	}
+}
+
 func TestConcurrentCommitAndDelete(t *testing.T) {
 	for _, driver := range []string{"vfs", "overlay"} {
 		t.Run(driver, func(t *testing.T) { testConcurrentCommitAndDelete(t, driver) })
