@@ -15,6 +15,7 @@ import (
 	"github.com/bricklayer/bricklayer/internal/tarnorm"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
+	"go.podman.io/image/v5/docker/reference"
 	"go.podman.io/image/v5/pkg/blobinfocache"
 	"go.podman.io/image/v5/pkg/blobinfocache/none"
 	"go.podman.io/image/v5/transports/alltransports"
@@ -48,6 +49,9 @@ type imageSource struct {
 
 	originMu sync.Mutex
 	origin   types.ImageSource // opened on first use; the base image's source
+	// destRegistry is the registry the commit pushes to, "" for none or
+	// unknown (a caller's own copy.Image of ImageRef).
+	destRegistry string
 
 	// uploader, when set, streams the new layers to the registry as they
 	// are exported.
@@ -141,6 +145,11 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 	b.mu.Unlock()
 	s := &imageSource{ref: ref, sys: sys, store: b.store, blobs: map[digest.Digest]blob{}, publish: target.blobDir != "" || target.linkInto != "",
 		compressor: make(chan struct{}, 1)}
+	if target.upload != nil {
+		if named := target.upload.DockerReference(); named != nil {
+			s.destRegistry = reference.Domain(named)
+		}
+	}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -685,12 +694,32 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 	if err != nil {
 		return nil, fmt.Errorf("parsing the base image's origin %q: %w", origin, err)
 	}
-	src, err := ref.NewImageSource(ctx, s.sys)
+	src, err := ref.NewImageSource(ctx, originContext(s.sys, ref, s.destRegistry))
 	if err != nil {
 		return nil, fmt.Errorf("opening the base image's origin %s: %w", origin, err)
 	}
 	s.origin = src
 	return src, nil
+}
+
+// originContext is the context the base image's origin, ref, is opened
+// with: the commit's, less what it says for the registry it writes to
+// (credentials, a token, TLS verification, a certificate directory), which
+// must not go to another host, unless ref is in that same registry
+// (destRegistry). The origin's registry then gets what the system's
+// configuration gives it (auth files, registries.conf, certs.d); where
+// that does not open it, the base layers are served from the store.
+func originContext(sys *types.SystemContext, ref types.ImageReference, destRegistry string) *types.SystemContext {
+	named := ref.DockerReference()
+	if ref.Transport().Name() != "docker" || named == nil || sys == nil || (destRegistry != "" && reference.Domain(named) == destRegistry) {
+		return sys
+	}
+	own := *sys
+	own.DockerAuthConfig = nil
+	own.DockerBearerRegistryToken = ""
+	own.DockerInsecureSkipTLSVerify = types.OptionalBoolUndefined
+	own.DockerCertPath = ""
+	return &own
 }
 
 // closeAtEOF closes its ReadCloser as soon as a read reaches its end, not
