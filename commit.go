@@ -382,6 +382,7 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	manifestBytes, err := withRetries(ctx, opts.RetryCount, opts.RetryDelay, "copying container "+b.ContainerName()+" to "+destName, func() ([]byte, error) {
 		if tried {
 			reset()
+			abandon()
 		}
 		tried = true
 		return copy.Image(ctx, policy, copyDest, ref, opts.copyOptions())

@@ -50,7 +50,7 @@ type imageSource struct {
 	originMu sync.Mutex
 	origin   types.ImageSource // opened on first use; the base image's source
 	// destRegistry is the registry the commit pushes to, "" for none or
-	// unknown (a caller's own copy.Image of ImageRef).
+	// unknown (a caller's own copy.Image of ImageRef; see originContext).
 	destRegistry string
 
 	// uploader, when set, streams the new layers to the registry as they
@@ -703,15 +703,17 @@ func (s *imageSource) originSource(ctx context.Context) (types.ImageSource, erro
 }
 
 // originContext is the context the base image's origin, ref, is opened
-// with: the commit's, less what it says for the registry it writes to
-// (credentials, a token, TLS verification, a certificate directory), which
-// must not go to another host, unless ref is in that same registry
-// (destRegistry). The origin's registry then gets what the system's
-// configuration gives it (auth files, registries.conf, certs.d); where
-// that does not open it, the base layers are served from the store.
+// with. A commit that pushes to a registry (destRegistry) has one context
+// for both, whose credentials, token, TLS waiver and certificate directory
+// are the destination's and must not go to another host: an origin in
+// another registry gets what the system's configuration gives it (auth
+// files, registries.conf, certs.d), and where that does not open it, the
+// base layers are served from the store. Otherwise the context is the
+// origin's to use: the only registry a local commit reads, and the source
+// context of a caller's own copy.Image of ImageRef.
 func originContext(sys *types.SystemContext, ref types.ImageReference, destRegistry string) *types.SystemContext {
 	named := ref.DockerReference()
-	if ref.Transport().Name() != "docker" || named == nil || sys == nil || (destRegistry != "" && reference.Domain(named) == destRegistry) {
+	if ref.Transport().Name() != "docker" || named == nil || sys == nil || destRegistry == "" || reference.Domain(named) == destRegistry {
 		return sys
 	}
 	own := *sys

@@ -86,6 +86,11 @@ func claimLocalDestination(ctx context.Context, dest types.ImageReference) (undo
 			logrus.Debugf("not locking %s against other processes: %v", path, err)
 		}
 	}
+	if isArchive(dest) {
+		// Written beside path and put in place once complete
+		// (archiveViaTemp): a failed commit leaves nothing at path.
+		return func() {}, release, nil
+	}
 	undo = snapshotDestination(path, created)
 	if dest.Transport().Name() == "dir" && !created {
 		undo, release = keepDirImage(path, undo, release)
@@ -278,8 +283,8 @@ func snapshotDestination(path string, created bool) (undo func()) {
 func retryReset(dest types.ImageReference) (reset func()) {
 	path := localPath(dest)
 	switch {
-	case path == "":
-		return func() {}
+	case path == "" || isArchive(dest):
+		return func() {} // archives: see archiveViaTemp's abandon
 	case dest.Transport().Name() == "dir":
 		return func() { removeAdded(path, nil) }
 	}
@@ -318,22 +323,33 @@ func removeAdded(path string, before map[string]bool) {
 	}
 }
 
-// archiveViaTemp returns the reference copy.Image is to write an
-// oci-archive destination through, and what to do once it has: a new file
-// beside the archive, renamed over it when the copy succeeded (done), and
-// removed when it failed (abandon). containers/image writes the archive in
-// place, truncating it first, so a copy that failed while writing it (a
-// full disk) left a truncated archive where an image had been. Other
+// archiveViaTemp returns the reference copy.Image is to write an archive
+// destination (oci-archive, docker-archive) through, and what to do once it
+// has: a new file beside the archive, which done puts in its place when
+// the copy succeeded, and abandon removes when it failed or before it is
+// tried again. containers/image writes an archive in place, so a copy that
+// failed while writing it (a full disk, a kill) left a truncated archive
+// where an image had been, or, for a docker-archive, which it refuses to
+// add to, a file that no later commit could replace; and two processes
+// writing one archive wrote one file at once. An oci-archive is replaced
+// (renamed over); a docker-archive is put in place only where there is
+// none, as containers/image would: a file that holds one when the commit
+// starts, or by the time it ends (another process's), is refused. Other
 // destinations are returned as they are, with done and abandon doing
 // nothing.
 func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done func() error, abandon func(), err error) {
-	nothing := func() {}
-	if dest.Transport().Name() != "oci-archive" {
-		return dest, func() error { return nil }, nothing, nil
+	if !isArchive(dest) {
+		return dest, func() error { return nil }, func() {}, nil
 	}
+	kind := dest.Transport().Name()
 	path := localPath(dest)
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real // the archive is written where a link points
+	}
+	if kind == "docker-archive" {
+		if err := archiveAbsent(path); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-")
 	if err != nil {
@@ -356,13 +372,62 @@ func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done f
 		}
 	}
 	done = func() error {
-		if err := os.Rename(tmp, path); err != nil {
+		var err error
+		if kind == "docker-archive" {
+			err = linkIfAbsent(tmp, path)
+		} else {
+			err = os.Rename(tmp, path)
+		}
+		if err != nil {
 			abandon()
-			return fmt.Errorf("replacing %s: %w", path, err)
+			return fmt.Errorf("putting the archive in place: %w", err)
 		}
 		return nil
 	}
 	return ref, done, abandon, nil
+}
+
+// errArchiveExists: a docker-archive destination holds an archive already.
+var errArchiveExists = errors.New("holds an archive already, which a docker-archive destination does not add to")
+
+// archiveAbsent fails if path is a file that is not empty, as
+// containers/image's docker-archive destination would.
+func archiveAbsent(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode().IsRegular() && fi.Size() == 0:
+		return nil
+	}
+	return fmt.Errorf("%s %w", path, errArchiveExists)
+}
+
+// linkIfAbsent puts the file tmp at path, unless path holds an archive by
+// now, and removes the name tmp.
+func linkIfAbsent(tmp, path string) error {
+	err := os.Link(tmp, path)
+	if errors.Is(err, fs.ErrExist) {
+		if err = archiveAbsent(path); err == nil {
+			err = os.Rename(tmp, path) // an empty file, made to be written
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// isArchive says whether dest is an archive file (oci-archive,
+// docker-archive).
+func isArchive(dest types.ImageReference) bool {
+	kind := dest.Transport().Name()
+	return kind == "oci-archive" || kind == "docker-archive"
 }
 
 // localPath is the file or directory a local transport writes, "" for the

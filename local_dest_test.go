@@ -242,3 +242,69 @@ func TestFailedCommitRemovesTheDirectoryItMade(t *testing.T) {
 	}
 	assertEmptyDir(t, existing)
 }
+
+// TestArchiveWrittenBeside: an archive is written to a file beside it and
+// put in place only when complete. A docker-archive is never put over one
+// that another commit wrote meanwhile (nor one there before: refused at
+// once), but does take the place of an empty file; an oci-archive replaces
+// what is there. Nothing is left beside it either way.
+func TestArchiveWrittenBeside(t *testing.T) {
+	env := newTestEnv(t)
+	b, _ := env.newFilledBuilder(t, "work", 37)
+	dir := env.dir(t, "archives")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "image.tar")
+	dest := parseRef(t, "docker-archive:"+path+":localhost/app:1")
+
+	// Another process's archive appears while ours is written.
+	ref, done, abandon, err := archiveViaTemp(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := localPath(ref)
+	if filepath.Dir(tmp) != dir || tmp == path {
+		t.Fatalf("the archive is written to %s, want a file beside %s", tmp, path)
+	}
+	for p, content := range map[string]string{tmp: "ours", path: "theirs"} {
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := done(); !errors.Is(err, errArchiveExists) {
+		t.Errorf("putting ours in place over theirs: %v, want errArchiveExists", err)
+	}
+	abandon()
+	if got, _ := os.ReadFile(path); string(got) != "theirs" {
+		t.Errorf("the archive holds %q, want the other commit's", got)
+	}
+	if got := listFiles(t, dir); !slices.Equal(got, []string{"image.tar"}) {
+		t.Errorf("%s holds %v, want the archive alone", dir, got)
+	}
+
+	// A commit to it now is refused, and leaves it as it was.
+	if _, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys}); !errors.Is(err, errArchiveExists) || !strings.Contains(err.Error(), path) {
+		t.Errorf("commit to an existing docker-archive: %v, want errArchiveExists naming it", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "theirs" {
+		t.Errorf("the archive holds %q after a refused commit", got)
+	}
+
+	// An empty file is taken; an oci-archive replaces what is there.
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Commit(env.ctx, dest, CommitOptions{SystemContext: env.sys}); err != nil {
+		t.Fatalf("commit to an empty file: %v", err)
+	}
+	checkImage(t, dest, wantImage{Layers: 1})
+	ociDest := parseRef(t, "oci-archive:"+path+":x")
+	if _, err := b.Commit(env.ctx, ociDest, CommitOptions{SystemContext: env.sys}); err != nil {
+		t.Fatalf("commit of an oci-archive over the docker-archive: %v", err)
+	}
+	checkImage(t, ociDest, wantImage{Layers: 1})
+	if got := listFiles(t, dir); !slices.Equal(got, []string{"image.tar"}) {
+		t.Errorf("%s holds %v, want the archive alone", dir, got)
+	}
+}
