@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/bricklayer/bricklayer"
@@ -47,7 +49,12 @@ the other flags, in order.`,
 			}
 			for _, edit := range edits {
 				if err := edit(b); err != nil {
-					return err
+					// A value the config API cannot parse is the command
+					// line's fault.
+					if errors.Is(err, bricklayer.ErrInvalidPort) || errors.Is(err, bricklayer.ErrInvalidSignal) || errors.Is(err, bricklayer.ErrInvalidChange) {
+						return usagef("configuring container %s: %v", b.ContainerName(), err)
+					}
+					return fmt.Errorf("configuring container %s: %w", b.ContainerName(), err)
 				}
 			}
 			return b.Save()

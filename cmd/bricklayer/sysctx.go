@@ -26,7 +26,7 @@ type registryFlags struct {
 func (f *registryFlags) register(fs *pflag.FlagSet, store *storageFlags) {
 	f.fs, f.store = fs, store
 	fs.BoolVar(&f.tlsVerify, "tls-verify", true, "require HTTPS and verify certificates when talking to registries")
-	fs.StringVar(&f.authFile, "authfile", "", "registry credentials file (default: the containers auth.json)")
+	fs.StringVar(&f.authFile, "authfile", os.Getenv("REGISTRY_AUTH_FILE"), "registry credentials file (default: $REGISTRY_AUTH_FILE, else the containers auth.json)")
 	fs.StringVar(&f.certDir, "cert-dir", "", "directory of certificates (*.crt, *.cert, *.key) for registries")
 	fs.StringVar(&f.signaturePolicy, "signature-policy", "", "signature policy file (default: the system's policy.json, else accept anything)")
 	fs.StringVar(&f.creds, "creds", "", "registry credentials, USERNAME[:PASSWORD] (the password is asked for on a terminal when left out)")
@@ -41,6 +41,13 @@ func (f *registryFlags) systemContext() (*types.SystemContext, error) {
 	auth, err := f.credentials()
 	if err != nil {
 		return nil, err
+	}
+	if f.authFile != "" {
+		// containers/image would take a missing file for one without
+		// credentials, and the registry's refusal would say nothing of it.
+		if _, err := os.Stat(f.authFile); err != nil {
+			return nil, usagef("--authfile %q: %v", f.authFile, err)
+		}
 	}
 	sys := &types.SystemContext{
 		AuthFilePath:     f.authFile,

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestSignalsEndCommitCleanly sends Ctrl-C's SIGINT, SIGTERM and a
+// hang-up's SIGHUP to a commit busy exporting a layer: each ends it with
+// exit status 1, an error saying it was cancelled, and nothing left behind
+// (no layout, no temporary files).
+func TestSignalsEndCommitCleanly(t *testing.T) {
+	c, tmp := newCLI(t)
+	c.ok("from", "scratch", "--name", "sig")
+	big := make([]byte, 96<<20)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(tmp, "src", "big"), string(big), 0o644)
+	c.ok("copy", "sig", filepath.Join(tmp, "src", "big"), "/big")
+
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
+		layout := filepath.Join(tmp, "layout-"+strings.ToLower(sig.String()))
+		cmd := exec.Command(c.bin, "commit", "--compression", "zstd", "--compression-level", "19", "sig", "oci:"+layout+":x")
+		cmd.Env = c.env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Once the layer's blob is being written, the export is under way.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			partials, _ := filepath.Glob(filepath.Join(layout, "blobs", "sha256", ".layer-*"))
+			if len(partials) > 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := cmd.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 || !strings.Contains(stderr.String(), "context canceled") {
+			t.Errorf("%s: %v, stderr %q; want exit status 1 and the commit cancelled", sig, err, stderr.String())
+		}
+		if _, err := os.Stat(layout); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: the layout the commit made is still there (%v)", sig, err)
+		}
+		if entries, err := os.ReadDir(filepath.Join(tmp, "tmp")); err != nil || len(entries) != 0 {
+			t.Errorf("%s: left in TMPDIR: %v %v", sig, entries, err)
+		}
+	}
+}
