@@ -377,12 +377,11 @@ func (b *Builder) Commit(ctx context.Context, dest types.ImageReference, opts Co
 	if target.linkInto != "" {
 		copyDest = linkingReference{ImageReference: dest, dir: target.linkInto, blobs: src.blobFiles()}
 	}
-	reset := retryReset(dest)
+	reset := retryReset(copyDest)
 	tried := false
 	manifestBytes, err := withRetries(ctx, opts.RetryCount, opts.RetryDelay, "copying container "+b.ContainerName()+" to "+destName, func() ([]byte, error) {
 		if tried {
 			reset()
-			abandon()
 		}
 		tried = true
 		return copy.Image(ctx, policy, copyDest, ref, opts.copyOptions())

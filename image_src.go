@@ -34,6 +34,7 @@ type imageSource struct {
 	store storage.Store
 
 	tmpDir       string // private directory of exported blobs, removed by Close
+	releaseTmp   func() // lets go of tmpDir's lock (see makeExportDir)
 	manifest     []byte
 	manifestType string
 	config       []byte
@@ -195,7 +196,7 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 	} else {
 		dir := target.blobDir
 		if dir == "" {
-			if s.tmpDir, err = os.MkdirTemp(bigFilesDir(sys), "bricklayer-"); err != nil {
+			if s.tmpDir, s.releaseTmp, err = makeExportDir(bigFilesDir(sys)); err != nil {
 				return nil, fmt.Errorf("creating a temporary directory for container %s: %w", state.ContainerName, err)
 			}
 			dir = s.tmpDir
@@ -589,7 +590,9 @@ func (s *imageSource) Close() error {
 	}
 	s.originMu.Unlock()
 	if s.tmpDir != "" {
-		if err := os.RemoveAll(s.tmpDir); err != nil {
+		err := os.RemoveAll(s.tmpDir)
+		s.releaseTmp()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", s.tmpDir, err))
 		}
 		s.tmpDir = ""

@@ -78,6 +78,11 @@ func claimLocalDestination(ctx context.Context, dest types.ImageReference) (undo
 				d.Close() // closing the descriptor drops the flock
 				<-turn
 			}
+			if dest.Transport().Name() == "oci" {
+				clearLayoutLeftovers(path)
+			} else {
+				clearDirLeftovers(path)
+			}
 		case ctx.Err() != nil:
 			<-turn
 			return nil, nil, err
@@ -125,19 +130,7 @@ func keepDirImage(path string, undo, release func()) (func(), func()) {
 			undo()
 		}, release
 	}
-	putBack := func() {
-		removeAdded(path, nil)
-		entries, err := os.ReadDir(kept)
-		if err != nil {
-			logrus.Warnf("putting back the image %s held before a failed commit: %v", path, err)
-		}
-		for _, e := range entries {
-			if err := os.Rename(filepath.Join(kept, e.Name()), filepath.Join(path, e.Name())); err != nil {
-				logrus.Warnf("putting back %s after a failed commit: %v", filepath.Join(path, e.Name()), err)
-			}
-		}
-	}
-	return putBack, func() {
+	return func() { putBackFiles(path, kept) }, func() {
 		if err := os.RemoveAll(kept); err != nil {
 			logrus.Warnf("removing %s: %v", kept, err)
 		}
@@ -274,17 +267,27 @@ func snapshotDestination(path string, created bool) (undo func()) {
 // retryReset notes what dest's local path holds and returns a function
 // that puts it back that way before copy.Image tries again: a failed try
 // leaves the blobs it wrote, and containers/image refuses a dir: directory
-// that holds files but no image, and an existing docker-archive file. A
-// file that was not there is removed; a directory stays, as the commit
-// holds it locked. A dir: directory is emptied: the try that failed had
-// emptied it already when it opened it, as containers/image replaces the
-// image a dir: directory holds, and the blobs it wrote may bear the names
-// of the old image's. For other destinations it does nothing.
+// that holds files but no image, and a docker-archive file that is not
+// empty. A file that was not there is removed; a directory stays, as the
+// commit holds it locked. A dir: directory is emptied: the try that failed
+// had emptied it already when it opened it, as containers/image replaces
+// the image a dir: directory holds, and the blobs it wrote may bear the
+// names of the old image's. An archive (dest is then the file beside it
+// that archiveViaTemp gives) is emptied. For other destinations it does
+// nothing.
 func retryReset(dest types.ImageReference) (reset func()) {
 	path := localPath(dest)
 	switch {
-	case path == "" || isArchive(dest):
-		return func() {} // archives: see archiveViaTemp's abandon
+	case path == "":
+		return func() {}
+	case isArchive(dest):
+		// The file beside the archive (archiveViaTemp), emptied: a
+		// docker-archive destination refuses a file that is not.
+		return func() {
+			if err := os.Truncate(path, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				logrus.Warnf("emptying %s before trying again: %v", path, err)
+			}
+		}
 	case dest.Transport().Name() == "dir":
 		return func() { removeAdded(path, nil) }
 	}
@@ -351,25 +354,38 @@ func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done f
 			return nil, nil, nil, err
 		}
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".partial-")
+	// The file is held locked while the commit runs (see stale.go), so
+	// that a later commit can tell one that a killed commit left.
+	prefix := "." + filepath.Base(path) + ".partial-"
+	removeStale(filepath.Join(filepath.Dir(path), prefix+"*"), "")
+	f, err := os.CreateTemp(filepath.Dir(path), prefix)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("creating a file beside %s to write the archive to: %w", path, err)
 	}
 	tmp := f.Name()
 	f.Close()
-	// containers/image creates the file anew, with the usual mode.
-	os.Remove(tmp)
+	release, err := holdPath(tmp)
+	if err == nil {
+		err = os.Chmod(tmp, 0o644) // as containers/image makes an archive
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return nil, nil, nil, fmt.Errorf("creating a file beside %s to write the archive to: %w", path, err)
+	}
 	within := tmp
 	if _, image, ok := strings.Cut(dest.StringWithinTransport(), ":"); ok {
 		within += ":" + image
 	}
 	if ref, err = dest.Transport().ParseReference(within); err != nil {
+		release()
+		os.Remove(tmp)
 		return nil, nil, nil, fmt.Errorf("referring to %s: %w", tmp, err)
 	}
 	abandon = func() {
 		if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			logrus.Warnf("removing %s after a failed commit: %v", tmp, err)
 		}
+		release()
 	}
 	done = func() error {
 		var err error
@@ -382,6 +398,7 @@ func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done f
 			abandon()
 			return fmt.Errorf("putting the archive in place: %w", err)
 		}
+		release()
 		return nil
 	}
 	return ref, done, abandon, nil
