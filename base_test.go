@@ -211,15 +211,7 @@ func TestBaseFromDockerArchive(t *testing.T) {
 	if _, err := base.Commit(env.ctx, parseRef(t, "docker-archive:"+archive+":base/img:1"), CommitOptions{SystemContext: env.sys}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBuilder(env.ctx, env.store, BuilderOptions{FromImage: "docker-archive:" + archive, Container: "derived", SystemContext: env.sys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp, err := b.Mount()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Unmount()
+	b, mp := env.newMountedBuilder(t, "docker-archive:"+archive, "derived")
 	if err := os.WriteFile(filepath.Join(mp, "new"), []byte("new layer\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}

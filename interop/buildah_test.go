@@ -30,11 +30,7 @@ func TestBuildahBase(t *testing.T) {
 	registry := testutil.StartRegistry(t)
 
 	bdir := t.TempDir()
-	global := []string{"--root", filepath.Join(bdir, "root"), "--runroot", filepath.Join(bdir, "run"), "--storage-driver", "vfs"}
-	buildah := func(args ...string) string {
-		t.Helper()
-		return strings.TrimSpace(string(testutil.Run(t, e.toolEnv, buildahBin, append(global, args...)...)))
-	}
+	buildah := e.buildah(t, buildahBin, filepath.Join(bdir, "root"), filepath.Join(bdir, "run"))
 	ctr1 := buildah("from", "--signature-policy", e.policy, "--name", "interop-base1", "scratch")
 	mp1 := buildah("mount", ctr1)
 	testutil.FillTree(t, mp1, 11)
@@ -77,6 +73,16 @@ func TestBuildahBase(t *testing.T) {
 	})
 }
 
+// buildah returns a function that runs buildah on the vfs store at root and
+// runRoot, failing the test if it fails, and returns its trimmed output.
+func (e *env) buildah(t *testing.T, bin, root, runRoot string) func(args ...string) string {
+	global := []string{"--root", root, "--runroot", runRoot, "--storage-driver", "vfs"}
+	return func(args ...string) string {
+		t.Helper()
+		return strings.TrimSpace(string(testutil.Run(t, e.toolEnv, bin, append(global, args...)...)))
+	}
+}
+
 // checkInheritedConfig: the config buildah gave the base image is in ours.
 func checkInheritedConfig(t *testing.T, tg target, raw []byte) {
 	t.Helper()
@@ -103,11 +109,7 @@ func TestBuildahOnOurStoreImage(t *testing.T) {
 	e := newEnv(t)
 	buildahBin := testutil.RequireTool(t, "buildah")
 	ctx := context.Background()
-	global := []string{"--root", e.root, "--runroot", e.runroot, "--storage-driver", "vfs"}
-	buildah := func(args ...string) string {
-		t.Helper()
-		return strings.TrimSpace(string(testutil.Run(t, e.toolEnv, buildahBin, append(global, args...)...)))
-	}
+	buildah := e.buildah(t, buildahBin, e.root, e.runroot)
 
 	b, rootfs := mountBuilder(t, ctx, e.store, bricklayer.BuilderOptions{FromImage: bricklayer.Scratch, Container: "ours-base"})
 	testutil.FillTree(t, rootfs, 21)
@@ -168,11 +170,7 @@ func TestCommitBuildahContainer(t *testing.T) {
 	e := newEnv(t)
 	buildahBin := testutil.RequireTool(t, "buildah")
 	ctx := context.Background()
-	global := []string{"--root", e.root, "--runroot", e.runroot, "--storage-driver", "vfs"}
-	buildah := func(args ...string) string {
-		t.Helper()
-		return strings.TrimSpace(string(testutil.Run(t, e.toolEnv, buildahBin, append(global, args...)...)))
-	}
+	buildah := e.buildah(t, buildahBin, e.root, e.runroot)
 	config := []string{"config", "--env", "A=1", "--cmd", `["/x","y"]`, "--entrypoint", `["/bin/sh","-c"]`,
 		"--workingdir", "/app", "--label", "l=v", "--port", "8080/tcp", "--user", "1000:1000",
 		"--volume", "/data", "--stop-signal", "SIGINT", "--author", "someone", "--created-by", "made by buildah"}
