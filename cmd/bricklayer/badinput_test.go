@@ -47,6 +47,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"commit", "--retry", "-1", "ctr", "x"}, "-1"},
 		{[]string{"commit", "--retry-delay", "soon", "ctr", "x"}, quoted("soon")},
 		{[]string{"commit", "--timestamp", "yesterday", "ctr", "x"}, quoted("yesterday")},
+		{[]string{"commit", "--timestamp", "-1", "ctr", "x"}, "-1"},
+		{[]string{"commit", "--source-date-epoch", "-5", "ctr", "x"}, "-5"},
 		{[]string{"commit", "--authfile", filepath.Join(tmp, "no-auth.json"), "ctr", "x"}, quoted(filepath.Join(tmp, "no-auth.json"))},
 		{[]string{"from", "--authfile", filepath.Join(tmp, "no-auth.json"), "scratch"}, quoted(filepath.Join(tmp, "no-auth.json"))},
 		{[]string{"--log-level", "loud", "containers"}, quoted("loud")},

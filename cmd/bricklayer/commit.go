@@ -156,6 +156,9 @@ func (f *commitFlags) commitOptions(cmd *cobra.Command) (bricklayer.CommitOption
 	opts.LayerParallelism = f.jobs
 	opts.BlobCacheDir = f.blobCache
 	if cmd.Flags().Changed("timestamp") {
+		if f.timestamp < 0 {
+			return opts, usagef("--timestamp %d: must not be negative", f.timestamp)
+		}
 		t := time.Unix(f.timestamp, 0).UTC()
 		opts.HistoryTimestamp = &t
 	}
@@ -208,12 +211,15 @@ func (f *commitFlags) reproducibility(cmd *cobra.Command, opts *bricklayer.Commi
 	epoch, set := f.sourceDateEpoch, fs.Changed("source-date-epoch")
 	if env := os.Getenv("SOURCE_DATE_EPOCH"); !set && env != "" && !fs.Changed("timestamp") {
 		n, err := strconv.ParseInt(env, 10, 64)
-		if err != nil {
-			return usagef("$SOURCE_DATE_EPOCH %q: want seconds since the epoch", env)
+		if err != nil || n < 0 {
+			return usagef("$SOURCE_DATE_EPOCH %q: want seconds since the epoch, not negative", env)
 		}
 		epoch, set = n, true
 	}
 	if set {
+		if epoch < 0 {
+			return usagef("--source-date-epoch %d: must not be negative", epoch)
+		}
 		if fs.Changed("timestamp") {
 			return usagef("--timestamp and --source-date-epoch: give one")
 		}
