@@ -38,9 +38,11 @@ type AddOptions struct {
 // Add copies sources into the container at dest as a Dockerfile ADD does for
 // local sources: like [Builder.Copy], except that a source that is a tar
 // archive (plain, or compressed with gzip, bzip2, xz or zstd, told by its
-// content, not its name) is extracted into dest, taken as a directory.
-// Archive entries keep their owners unless opts.Chown is set. URLs are not
-// fetched.
+// content, not its name) is extracted into dest, taken as a directory, with
+// its entries' paths resolved with dest as their root, as Docker extracts
+// one: a symlink in the archive to "/" or "../.." leads later entries, and
+// hard links, into dest, never elsewhere in the container. Archive entries
+// keep their owners unless opts.Chown is set. URLs are not fetched.
 func (b *Builder) Add(ctx context.Context, dest string, opts AddOptions, sources ...string) error {
 	return b.add(ctx, dest, opts, sources, true)
 }

@@ -722,14 +722,15 @@ func TestConfinement(t *testing.T) {
 			entries: func(fx *fixture) []tarEntry {
 				return []tarEntry{symlink("lnk", "../../../.."), file("lnk/sentinel/pwned", "payload")}
 			},
-			inside: "sentinel/pwned",
+			// Paths are resolved with the destination as their root.
+			inside: "dst/sentinel/pwned",
 		},
 		{
 			name: "symlink to /, then a victim's path through it",
 			entries: func(fx *fixture) []tarEntry {
 				return []tarEntry{symlink("lnk", "/"), file("lnk"+fx.victim, "payload")}
 			},
-			inside: "SENTINEL/victim",
+			inside: "dst/SENTINEL/victim",
 		},
 		{
 			name:    "hard link climbing out",
@@ -766,9 +767,10 @@ func TestConfinement(t *testing.T) {
 			prepare: func(t *testing.T, fx *fixture) {
 				link(t, fx, "dst/sub", "../../../../sentinel")
 				os.MkdirAll(fx.in("sentinel"), 0o755)
+				os.MkdirAll(fx.in("dst/sentinel"), 0o755)
 			},
 			entries: func(fx *fixture) []tarEntry { return []tarEntry{file("sub/pwned", "payload")} },
-			inside:  "sentinel/pwned",
+			inside:  "dst/sentinel/pwned",
 		},
 		{
 			name: "destination is a symlink out",
@@ -802,5 +804,33 @@ func TestConfinement(t *testing.T) {
 			}
 			fx.checkOutside(t)
 		})
+	}
+}
+
+// TestExtractStaysInDestination: an archive's own symlink to "/" leads
+// neither a later entry nor a hard link to the container's files outside
+// the destination: the entry lands under the destination, as with Docker's
+// ADD, and the link to /etc/passwd finds no such file there.
+func TestExtractStaysInDestination(t *testing.T) {
+	fx := newFixture(t)
+	if err := os.MkdirAll(fx.in("etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fx.in("etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archive := makeTar(t, symlink("root", "/"), file("root/etc/owned", "payload"), hardlink("stolen", "root/etc/passwd"))
+	err := fx.root.Extract(context.Background(), bytes.NewReader(archive), "/t", Options{Owner: &Owner{UID: os.Geteuid(), GID: os.Getegid()}})
+	if err == nil {
+		t.Error("a hard link to a file outside the destination was made")
+	}
+	if got := readFile(t, fx.in("t/etc/owned")); got != "payload" {
+		t.Errorf("t/etc/owned holds %q", got)
+	}
+	if _, err := os.Lstat(fx.in("etc/owned")); err == nil {
+		t.Error("the entry under the archive's symlink to / was written outside the destination")
+	}
+	if fi, err := os.Stat(fx.in("etc/passwd")); err != nil || fi.Sys().(*syscall.Stat_t).Nlink != 1 {
+		t.Errorf("/etc/passwd was linked to: %v %v", fi, err)
 	}
 }
