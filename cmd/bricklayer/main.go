@@ -19,6 +19,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"go.podman.io/storage/pkg/reexec"
 )
@@ -39,10 +40,23 @@ func main() {
 	// A hang-up (a closed terminal or ssh session) ends a commit as Ctrl-C
 	// does: cleanly, leaving no temporary files.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		// A command stuck where the context is not looked at (an open()
+		// of a FIFO in an image directory) still ends: a second signal
+		// kills it at once, and the first one after stopGrace.
+		<-ctx.Done()
+		stop()
+		time.Sleep(stopGrace)
+		fmt.Fprintf(os.Stderr, "bricklayer: still running %s after the signal; exiting\n", stopGrace)
+		os.Exit(exitFailure)
+	}()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
+
+// stopGrace is how long a command may take to end after a signal.
+const stopGrace = 30 * time.Second
 
 // defaultMemoryLimit is the Go heap's soft limit when GOMEMLIMIT is not
 // set. A commit streams its layers through fixed-size buffers, so its live

@@ -61,3 +61,64 @@ func TestSignalsEndCommitCleanly(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondSignalEndsAStuckCommand: verify of a layout whose layer blob is
+// a FIFO blocks in open(), where no context reaches; a second Ctrl-C
+// ends it at once (it went on until SIGKILL).
+func TestSecondSignalEndsAStuckCommand(t *testing.T) {
+	c, tmp := newCLI(t)
+	c.ok("from", "scratch", "--name", "stuck")
+	writeFile(t, filepath.Join(tmp, "src", "f"), "f\n", 0o644)
+	c.ok("copy", "stuck", filepath.Join(tmp, "src", "f"), "/f")
+	layout := filepath.Join(tmp, "layout")
+	c.ok("commit", "-q", "--compression", "none", "stuck", "oci:"+layout+":x")
+	blobs, err := filepath.Glob(filepath.Join(layout, "blobs", "sha256", "*"))
+	if err != nil || len(blobs) == 0 {
+		t.Fatal(blobs, err)
+	}
+	// The biggest blob is the layer.
+	layer, size := "", int64(-1)
+	for _, b := range blobs {
+		if s := mustSize(t, b); s > size {
+			layer, size = b, s
+		}
+	}
+	if err := os.Remove(layer); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(layer, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(c.bin, "verify", "oci:"+layout+":x")
+	cmd.Env = c.env
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(500 * time.Millisecond)
+	for range 2 {
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("verify of a layout with a FIFO for a blob succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("verify went on after two interrupts")
+	}
+}
+
+func mustSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
