@@ -3,6 +3,7 @@ package bricklayer
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -205,7 +206,8 @@ func replaceFile(t *testing.T, path string, data []byte) {
 }
 
 // TestBlobCacheUnusable names a cache directory that cannot be made: the
-// commit fails, names it, and writes nothing at the destination.
+// commit fails, names it, and writes nothing at the destination; but one
+// that a read-only file system keeps from being made only warns.
 func TestBlobCacheUnusable(t *testing.T) {
 	e := newLayoutReuseEnv(t)
 	file := filepath.Join(e.dir(t, "cache"), "a-file")
@@ -226,6 +228,25 @@ func TestBlobCacheUnusable(t *testing.T) {
 	// Uncompressed, the cache is not used, so not made.
 	if _, err := e.b.Commit(e.ctx, ociRef(t, dest, "1"), CommitOptions{SystemContext: e.sys, BlobCacheDir: file, Compression: CompressionNone}); err != nil {
 		t.Errorf("uncompressed commit with an unusable blob cache: %v", err)
+	}
+	// A cache on a read-only file system, not made yet: the commit goes on
+	// without it, and says so.
+	roParent := e.dir(t, "ro-parent")
+	if err := os.Mkdir(roParent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ro := mountTmpfs(t, roParent, "1m")
+	if out, err := exec.Command("mount", "-o", "remount,ro", ro).CombinedOutput(); err != nil {
+		t.Skipf("cannot make %s read-only: %v: %s", ro, err, out)
+	}
+	warnings := captureWarnings(t)
+	roDest := ociRef(t, e.dir(t, "ro-layout"), "1")
+	if _, err := e.b.Commit(e.ctx, roDest, CommitOptions{SystemContext: e.sys, BlobCacheDir: ro}); err != nil {
+		t.Fatalf("commit with a read-only blob cache: %v", err)
+	}
+	checkImage(t, roDest, wantImage{Layers: 2})
+	if w := warnings.take(); len(w) != 1 || !strings.Contains(w[0], ro) {
+		t.Errorf("warnings %q, want one naming the read-only cache", w)
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/bricklayer/bricklayer/internal/layerexport"
 	"github.com/bricklayer/bricklayer/internal/tarnorm"
@@ -203,7 +205,14 @@ func newImageSource(ctx context.Context, ref *containerImageRef, sys *types.Syst
 		}
 		s.blobCache = blobinfocache.DefaultCache(sys)
 		if ref.opts.BlobCacheDir != "" && compression != CompressionNone {
-			if s.layerCache, err = openBlobCache(ref.opts.BlobCacheDir, s.exportOptions(nil)); err != nil {
+			s.layerCache, err = openBlobCache(ref.opts.BlobCacheDir, s.exportOptions(nil))
+			switch {
+			case errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS):
+				// A cache this commit may not write to (a read-only
+				// mount, say, that a CI job shares) is no reason to fail.
+				logrus.Warnf("committing container %s without the blob cache: %v", state.ContainerName, err)
+				s.layerCache, err = nil, nil
+			case err != nil:
 				return nil, fmt.Errorf("committing container %s: %w", state.ContainerName, err)
 			}
 		}
