@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/bricklayer/bricklayer"
@@ -32,6 +33,9 @@ func (a *app) addCommand(name string) *cobra.Command {
 				err = b.Add(cmd.Context(), dest, opts, srcs...)
 			} else {
 				err = b.Copy(cmd.Context(), dest, opts, srcs...)
+			}
+			if errors.Is(err, bricklayer.ErrInvalidChmod) || errors.Is(err, bricklayer.ErrInvalidChown) {
+				return usagef("%v", err) // a flag's value that does not parse
 			}
 			if err != nil {
 				return err

@@ -81,6 +81,17 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 
+	// Owners and modes that do not parse are usage errors.
+	for _, args := range [][]string{
+		{"copy", "--chown", "a:b:c", "ctr", src, "/"},
+		{"copy", "--chmod", "999", "ctr", src, "/"},
+		{"add", "--chmod", "u+x", "ctr", src, "/"},
+	} {
+		if _, stderr, code := c.run(args...); code != 2 {
+			t.Errorf("bricklayer %q: exit %d (%s), want 2", args, code, stderr)
+		}
+	}
+
 	// Values the config API checks: --change instructions, ports, signals.
 	if _, stderr, code := c.run("config", "ctr", "--change", "ENV A=b"); code != 0 {
 		t.Fatalf("config --change 'ENV A=b': exit %d: %s", code, stderr)
