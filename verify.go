@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"strconv"
 
 	"github.com/bricklayer/bricklayer/docker"
@@ -56,9 +57,9 @@ type VerifyProblem struct {
 	// Digest is the object's digest as its referrer names it, "" when
 	// unknown.
 	Digest digest.Digest
-	// Check says what was compared: "digest", "size", "reported size",
-	// "diffID", "compression", "media type", "decompression", "parse",
-	// "diff_ids count" or "history count".
+	// Check says what was compared: "presence", "digest", "size",
+	// "reported size", "diffID", "compression", "media type",
+	// "decompression", "parse", "diff_ids count" or "history count".
 	Check string
 	// Want is what the referrer claims, Got what was found.
 	Want, Got string
@@ -90,8 +91,10 @@ func (p VerifyProblem) String() string {
 // (LayerInfosForCopy), so an image in containers-storage is checked against
 // its uncompressed layers.
 //
-// Mismatches are returned in the report; the error is only for what stopped
-// the reading (an unreachable image, a missing blob, a cancelled ctx).
+// Mismatches are returned in the report, and so are blobs that are missing
+// from the source or named by a digest no blob can have (check "presence",
+// "digest"); the error is only for what stopped the reading (an
+// unreachable image or manifest, a failing read, a cancelled ctx).
 func Verify(ctx context.Context, ref types.ImageReference, sys *types.SystemContext) (report VerifyReport, err error) {
 	name := transports.ImageName(ref)
 	report.Reference = name
@@ -254,10 +257,12 @@ func (v *verifier) checkImage(instance digest.Digest, raw []byte, mtype string) 
 		if err != nil {
 			return err
 		}
-		cfg = &verifyConfig{}
-		if err := json.Unmarshal(data, cfg); err != nil {
-			v.problem(VerifyProblem{Instance: instance, Object: "config", Digest: ci.Digest, Check: "parse", Want: "a JSON image config", Got: err.Error()})
-			cfg = nil
+		if data != nil { // nil: missing, a problem reported already
+			cfg = &verifyConfig{}
+			if err := json.Unmarshal(data, cfg); err != nil {
+				v.problem(VerifyProblem{Instance: instance, Object: "config", Digest: ci.Digest, Check: "parse", Want: "a JSON image config", Got: err.Error()})
+				cfg = nil
+			}
 		}
 	}
 
@@ -296,11 +301,13 @@ func (v *verifier) checkImage(instance digest.Digest, raw []byte, mtype string) 
 	return nil
 }
 
-// readConfig reads the config blob and checks its digest and size.
+// readConfig reads the config blob and checks its digest and size. A blob
+// that is missing, or named by a digest no blob can have, is a problem of
+// the image: it returns nil then, and no error.
 func (v *verifier) readConfig(instance digest.Digest, info types.BlobInfo) ([]byte, error) {
-	rc, reported, err := v.src.GetBlob(v.ctx, info, none.NoCache)
-	if err != nil {
-		return nil, fmt.Errorf("reading config %s: %w", info.Digest, err)
+	rc, reported, err := v.openBlob(instance, "config", info)
+	if rc == nil || err != nil {
+		return nil, err
 	}
 	defer rc.Close()
 	data, err := io.ReadAll(&ctxReader{ctx: v.ctx, r: rc})
@@ -310,6 +317,25 @@ func (v *verifier) readConfig(instance digest.Digest, info types.BlobInfo) ([]by
 	v.report.Blobs++
 	v.checkBlob(instance, "config", info, digestOrEmpty(info.Digest, data), int64(len(data)), reported)
 	return data, nil
+}
+
+// openBlob opens a blob the image names. One named by a digest no blob can
+// have, or missing from the source, is recorded as a problem, and nil
+// returned with no error, so that the rest of the image is checked too.
+func (v *verifier) openBlob(instance digest.Digest, object string, info types.BlobInfo) (io.ReadCloser, int64, error) {
+	if err := info.Digest.Validate(); err != nil {
+		v.problem(VerifyProblem{Instance: instance, Object: object, Digest: info.Digest, Check: "digest", Want: "a valid digest", Got: fmt.Sprintf("%q (%v)", string(info.Digest), err)})
+		return nil, 0, nil
+	}
+	rc, reported, err := v.src.GetBlob(v.ctx, info, none.NoCache)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		v.problem(VerifyProblem{Instance: instance, Object: object, Digest: info.Digest, Check: "presence", Want: "the blob", Got: "none: " + err.Error()})
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, fmt.Errorf("reading %s blob %s: %w", object, info.Digest, err)
+	}
+	return rc, reported, nil
 }
 
 // checkBlob compares a blob's recomputed digest and size with its
@@ -332,9 +358,9 @@ func (v *verifier) checkBlob(instance digest.Digest, object string, info types.B
 // checkLayer reads one layer blob in a single pass: its digest and size as
 // stored, and its diffID after decompression.
 func (v *verifier) checkLayer(instance digest.Digest, object string, info types.BlobInfo, wantDiffID digest.Digest) error {
-	rc, reported, err := v.src.GetBlob(v.ctx, info, none.NoCache)
-	if err != nil {
-		return fmt.Errorf("reading %s blob %s: %w", object, info.Digest, err)
+	rc, reported, err := v.openBlob(instance, object, info)
+	if rc == nil || err != nil {
+		return err
 	}
 	defer rc.Close()
 	in := &ctxReader{ctx: v.ctx, r: rc}

@@ -401,17 +401,28 @@ func TestVerify(t *testing.T) {
 		})
 	}
 
-	t.Run("missing-blob", func(t *testing.T) {
-		dir := env.dir(t, "oci")
-		copyDir(t, good[CompressionGzip], dir)
-		l := ociLayout{t: t, dir: dir}
-		m, _ := l.manifest("latest")
-		if err := os.Remove(l.blobPath(m.Layers[0].Digest)); err != nil {
-			t.Fatal(err)
-		}
-		_, err := Verify(env.ctx, ociRef(t, dir, "latest"), env.sys)
-		if err == nil || !strings.Contains(err.Error(), m.Layers[0].Digest.String()) || !strings.Contains(err.Error(), dir) {
-			t.Errorf("got %v, want an error naming the image and the blob", err)
+	t.Run("missing-blobs", func(t *testing.T) {
+		// A missing blob is a problem of the image, reported with the
+		// others, not an error that stops the check.
+		for _, object := range []string{"layer 0", "config"} {
+			dir := env.dir(t, "oci")
+			copyDir(t, good[CompressionGzip], dir)
+			l := ociLayout{t: t, dir: dir}
+			m, _ := l.manifest("latest")
+			d := m.Layers[0].Digest
+			if object == "config" {
+				d = m.Config.Digest
+			}
+			if err := os.Remove(l.blobPath(d)); err != nil {
+				t.Fatal(err)
+			}
+			report, err := Verify(env.ctx, ociRef(t, dir, "latest"), env.sys)
+			if err != nil || len(report.Problems) != 1 || !hasProblem(report.Problems, object, "presence", d, "", "") {
+				t.Errorf("%s missing: %v, problems %v; want the missing blob reported alone", object, err, report.Problems)
+			}
+			if report.Blobs != 1 {
+				t.Errorf("%s missing: %d blobs read, want the other one", object, report.Blobs)
+			}
 		}
 	})
 
