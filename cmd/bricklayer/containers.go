@@ -52,7 +52,13 @@ the system's containers storage, those of buildah and podman too.`,
 			return printList(cmd.OutOrStdout(), &f, rows, func(r containerSummary) string { return r.ID },
 				"CONTAINER ID\tIMAGE ID\tIMAGE NAME\tCONTAINER NAME",
 				func(w io.Writer, r containerSummary) {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.id(r.ID), orNone(f.id(r.ImageID), "scratch"), orNone(r.ImageName, ""), r.Name)
+					// A container from scratch has no image: its image's
+					// name is "scratch", as buildah shows it.
+					imageName := orNone(r.ImageName, "")
+					if r.ImageID == "" {
+						imageName = "scratch"
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", f.id(r.ID), orNone(f.id(r.ImageID), ""), imageName, r.Name)
 				})
 		}),
 	}

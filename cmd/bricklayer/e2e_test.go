@@ -152,6 +152,9 @@ func TestEndToEnd(t *testing.T) {
 	if len(ctrs) != 1 || ctrs[0].Name != "e2e" || ctrs[0].ImageID != "" {
 		t.Fatalf("containers after from: %+v, want one container e2e from scratch", ctrs)
 	}
+	if lines := strings.Split(strings.TrimSpace(c.ok("containers")), "\n"); len(lines) != 2 || !slices.Equal(strings.Fields(lines[1])[1:], []string{"<none>", "scratch", "e2e"}) {
+		t.Errorf("containers lists %q, want a container e2e with no image ID, of image scratch", lines)
+	}
 	c.fails(1, `"e2e"`, "from", "scratch", "--name", "e2e")
 
 	// copy
