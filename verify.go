@@ -175,8 +175,16 @@ func (v *verifier) checkManifestBlob(instance digest.Digest, raw []byte, want v1
 	}
 }
 
-// checkManifest verifies the image or list raw describes.
+// checkManifest verifies the image or list raw describes, taken as a
+// manifest of type mtype (as whatever refers to it says), which the
+// manifest's own mediaType, when it has one, must not contradict.
 func (v *verifier) checkManifest(instance digest.Digest, raw []byte, mtype string, depth int) error {
+	var own struct {
+		MediaType string `json:"mediaType"`
+	}
+	if json.Unmarshal(raw, &own) == nil && own.MediaType != "" && own.MediaType != mtype {
+		v.problem(VerifyProblem{Instance: instance, Object: "manifest", Check: "media type", Want: mtype + " (as referred to)", Got: own.MediaType})
+	}
 	if !manifest.MIMETypeIsMultiImage(mtype) {
 		return v.checkImage(instance, raw, mtype)
 	}

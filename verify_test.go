@@ -370,6 +370,18 @@ func TestVerify(t *testing.T) {
 				}
 			},
 		},
+		{
+			// The manifest calls itself Docker v2s2; the index, OCI.
+			"manifest-own-media-type", CompressionGzip,
+			func(l ociLayout) {
+				l.editManifest("latest", true, func(m *v1.Manifest) { m.MediaType = docker.V2S2MediaTypeManifest })
+			},
+			func(t *testing.T, l ociLayout, problems []VerifyProblem) {
+				if len(problems) != 1 || !hasProblem(problems, "manifest", "media type", "", v1.MediaTypeImageManifest+" (as referred to)", docker.V2S2MediaTypeManifest) {
+					t.Errorf("want only the manifest's media type mismatch")
+				}
+			},
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := env.dir(t, "oci")
