@@ -77,7 +77,9 @@ type CommitOptions struct {
 	// anything is copied: after every read of a layer's diff, and once with
 	// Done set when its blob is complete. A commit into the builder's own
 	// store reports each new layer as it is written there; its blob is the
-	// uncompressed diff. A base layer whose blob is taken
+	// uncompressed diff (a layer changed since the container's last commit
+	// there is read twice, to check it and to write it: its Read count
+	// starts over). A base layer whose blob is taken
 	// from the destination's layout or the blob cache instead gets one
 	// report, Done, with Taken saying where from. Layers are
 	// exported concurrently, so it must be safe to call from several

@@ -8,8 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -54,6 +56,11 @@ func claimLocalDestination(ctx context.Context, dest types.ImageReference) (undo
 	}
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
+	}
+	// A destination reached through a symlink is dealt with where it is:
+	// its undo walks, and its kept copy lies beside, the real directory.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("writing to %s: %w", path, err)
@@ -282,8 +289,12 @@ func retryReset(dest types.ImageReference) (reset func()) {
 		return func() {}
 	case isArchive(dest):
 		// The file beside the archive (archiveViaTemp), emptied: a
-		// docker-archive destination refuses a file that is not.
+		// docker-archive destination refuses a file that is not. A
+		// device or FIFO is left alone.
 		return func() {
+			if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+				return
+			}
 			if err := os.Truncate(path, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				logrus.Warnf("emptying %s before trying again: %v", path, err)
 			}
@@ -337,17 +348,33 @@ func removeAdded(path string, before map[string]bool) {
 // writing one archive wrote one file at once. An oci-archive is replaced
 // (renamed over); a docker-archive is put in place only where there is
 // none, as containers/image would: a file that holds one when the commit
-// starts, or by the time it ends (another process's), is refused. Other
-// destinations are returned as they are, with done and abandon doing
-// nothing.
+// starts, or by the time it ends (another process's), is refused. The new
+// file gets the mode (and, where allowed, the owner) of the archive it
+// replaces, else the mode containers/image would create it with.
+//
+// Other destinations are returned as they are, with done and abandon doing
+// nothing; and so is an archive that is not a regular file (a device, a
+// FIFO: /dev/stdout, a pipe to a reader), or in a directory this process
+// may not write, which containers/image writes in place.
 func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done func() error, abandon func(), err error) {
-	if !isArchive(dest) {
+	inPlace := func() (types.ImageReference, func() error, func(), error) {
 		return dest, func() error { return nil }, func() {}, nil
+	}
+	if !isArchive(dest) {
+		return inPlace()
 	}
 	kind := dest.Transport().Name()
 	path := localPath(dest)
 	if real, err := filepath.EvalSymlinks(path); err == nil {
 		path = real // the archive is written where a link points
+	}
+	mode := newFileMode()
+	old, statErr := os.Stat(path)
+	switch {
+	case statErr == nil && !old.Mode().IsRegular():
+		return inPlace()
+	case statErr == nil:
+		mode = old.Mode().Perm()
 	}
 	if kind == "docker-archive" {
 		if err := archiveAbsent(path); err != nil {
@@ -357,8 +384,12 @@ func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done f
 	// The file is held locked while the commit runs (see stale.go), so
 	// that a later commit can tell one that a killed commit left.
 	prefix := "." + filepath.Base(path) + ".partial-"
-	removeStale(filepath.Join(filepath.Dir(path), prefix+"*"), "")
+	removeStale(filepath.Join(globQuote(filepath.Dir(path)), globQuote(prefix)+"*"), "")
 	f, err := os.CreateTemp(filepath.Dir(path), prefix)
+	if errors.Is(err, fs.ErrPermission) {
+		logrus.Debugf("writing %s in place: %v", path, err)
+		return inPlace()
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("creating a file beside %s to write the archive to: %w", path, err)
 	}
@@ -366,11 +397,16 @@ func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done f
 	f.Close()
 	release, err := holdPath(tmp)
 	if err == nil {
-		err = os.Chmod(tmp, 0o644) // as containers/image makes an archive
+		err = os.Chmod(tmp, mode)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return nil, nil, nil, fmt.Errorf("creating a file beside %s to write the archive to: %w", path, err)
+	}
+	if statErr == nil {
+		if st, ok := old.Sys().(*syscall.Stat_t); ok {
+			_ = os.Lchown(tmp, int(st.Uid), int(st.Gid)) // as the archive it replaces, where allowed
+		}
 	}
 	within := tmp
 	if _, image, ok := strings.Cut(dest.StringWithinTransport(), ":"); ok {
@@ -402,6 +438,23 @@ func archiveViaTemp(dest types.ImageReference) (ref types.ImageReference, done f
 		return nil
 	}
 	return ref, done, abandon, nil
+}
+
+// newFileMode is the mode os.Create gives a new file: 0666 less the
+// process's umask, read from /proc (setting the umask to read it would
+// race with other goroutines making files); 0644 without /proc.
+func newFileMode() fs.FileMode {
+	data, err := os.ReadFile("/proc/self/status")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+				if umask, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32); err == nil {
+					return 0o666 &^ fs.FileMode(umask)
+				}
+			}
+		}
+	}
+	return 0o644
 }
 
 // errArchiveExists: a docker-archive destination holds an archive already.

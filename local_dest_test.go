@@ -308,3 +308,72 @@ func TestArchiveWrittenBeside(t *testing.T) {
 		t.Errorf("%s holds %v, want the archive alone", dir, got)
 	}
 }
+
+// TestArchiveModesAndSpecialFiles: a new archive gets the mode os.Create
+// would give it (0666 less the umask), a replaced one keeps its mode; an
+// archive destination that is a FIFO or a device is written in place, as
+// containers/image writes it, and stays what it is.
+func TestArchiveModesAndSpecialFiles(t *testing.T) {
+	env := newTestEnv(t)
+	b, _ := env.newFilledBuilder(t, "work", 39)
+	dir := env.dir(t, "archives")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	commit := func(dest string) {
+		t.Helper()
+		if _, err := b.Commit(env.ctx, parseRef(t, dest), CommitOptions{SystemContext: env.sys}); err != nil {
+			t.Fatalf("commit to %s: %v", dest, err)
+		}
+	}
+	old := unix.Umask(0o077)
+	path := filepath.Join(dir, "private.tar")
+	commit("oci-archive:" + path + ":x")
+	unix.Umask(old)
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("new archive under umask 077: %v, %v, want mode 0600", fi, err)
+	}
+	if err := os.Chmod(path, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	commit("oci-archive:" + path + ":x")
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("replaced archive: %v, %v, want its mode 0640 kept", fi, err)
+	}
+
+	fifo := filepath.Join(dir, "pipe")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan []byte, 1)
+	go func() {
+		data, _ := os.ReadFile(fifo) // waits for the writer, reads to its end
+		read <- data
+	}()
+	commit("oci-archive:" + fifo + ":x")
+	select {
+	case data := <-read:
+		if len(data) < 512 || string(data[257:262]) != "ustar" {
+			t.Errorf("the FIFO's reader got %d bytes, want the tar archive", len(data))
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the FIFO's reader got nothing") // (and is left waiting)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO is now %v (%v)", fi, err)
+	}
+	if os.Geteuid() == 0 {
+		null := filepath.Join(dir, "null")
+		if err := unix.Mknod(null, unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		commit("oci-archive:" + null + ":x")
+		commit("docker-archive:" + null + ":localhost/x:1")
+		if fi, err := os.Lstat(null); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+			t.Errorf("the device is now %v (%v)", fi, err)
+		}
+	}
+	if got := listFiles(t, dir); !slices.Equal(got, []string{"null", "pipe", "private.tar"}) && !slices.Equal(got, []string{"pipe", "private.tar"}) {
+		t.Errorf("%s holds %v, want the archives alone", dir, got)
+	}
+}

@@ -2,9 +2,11 @@ package bricklayer
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -32,25 +34,44 @@ const exportDirLock = ".bricklayer-export"
 // a younger one may be a live commit's, made and not yet locked.
 const staleAge = time.Minute
 
-// holdPath takes an exclusive flock on path (a file, or a directory) and
-// returns what lets it go.
+// holdPath takes an exclusive flock on path, a regular file, and returns
+// what lets it go. A symlink, a FIFO or a device there is refused without
+// being followed or waited on: anyone may plant one in a shared TMPDIR.
 func holdPath(path string) (release func(), err error) {
-	f, err := os.Open(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	f := os.NewFile(uintptr(fd), path)
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return func() { f.Close() }, nil
 }
 
+// globQuote escapes the characters filepath.Glob would take for a pattern
+// in s, a path to match as it is.
+func globQuote(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // makeExportDir makes a temporary export directory in parent, marked and
 // held as a live commit's, clearing first the ones that dead commits left
 // there. release lets the lock go, once the directory is removed.
 func makeExportDir(parent string) (dir string, release func(), err error) {
-	removeStale(filepath.Join(parent, "bricklayer-*"), exportDirLock)
+	removeStale(filepath.Join(globQuote(parent), "bricklayer-*"), exportDirLock)
 	if dir, err = os.MkdirTemp(parent, "bricklayer-"); err != nil {
 		return "", nil, err
 	}
@@ -101,12 +122,15 @@ func removeStale(pattern, lock string) {
 }
 
 // clearLayoutLeftovers removes the partial blobs that killed commits left
-// in the OCI layout dir. Only a commit holding the layout's lock may call
-// it: every commit of ours to it holds that lock, and no other tool writes
-// blobs under these names.
+// in the OCI layout dir: layers being exported, blobs being taken from the
+// blob cache. Only a commit holding the layout's lock may call it: every
+// commit of ours to it holds that lock, and no other tool writes blobs
+// under these names.
 func clearLayoutLeftovers(dir string) {
-	partials, _ := filepath.Glob(filepath.Join(dir, "blobs", "sha256", ".layer-*.partial"))
-	for _, p := range partials {
+	blobs := filepath.Join(globQuote(dir), "blobs", "sha256")
+	partials, _ := filepath.Glob(filepath.Join(blobs, ".layer-*.partial"))
+	cached, _ := filepath.Glob(filepath.Join(blobs, ".cached-*.partial"))
+	for _, p := range append(partials, cached...) {
 		if err := os.Remove(p); err == nil {
 			logrus.Debugf("removed %s, left by a commit that did not end", p)
 		}
@@ -119,7 +143,7 @@ func clearLayoutLeftovers(dir string) {
 // emptied it), the copy is put back; the rest are removed. Only a commit
 // holding the directory's lock may call it.
 func clearDirLeftovers(path string) {
-	kept, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".kept-*"))
+	kept, _ := filepath.Glob(filepath.Join(globQuote(filepath.Dir(path)), globQuote("."+filepath.Base(path)+".kept-")+"*"))
 	for _, k := range kept {
 		_, noImage := os.Lstat(filepath.Join(path, "version"))
 		if _, err := os.Lstat(filepath.Join(k, "version")); err == nil && errors.Is(noImage, fs.ErrNotExist) {

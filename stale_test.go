@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // age makes path look made long enough ago to be a leftover.
@@ -134,4 +136,54 @@ func TestCommitClearsKilledCommitsLeftovers(t *testing.T) {
 		assertAbsent(t, kept)
 		checkImage(t, ref, wantImage{Layers: 1})
 	})
+}
+
+// TestLeftoverClearingIsCareful: a FIFO planted as an export directory's
+// lock file is neither waited on nor removed; and names with glob
+// characters are matched as they are, so clearing one layout's leftovers
+// leaves alone those of a layout whose name the first one's would match.
+func TestLeftoverClearingIsCareful(t *testing.T) {
+	parent := t.TempDir()
+	planted := filepath.Join(parent, "bricklayer-planted")
+	if err := os.Mkdir(planted, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(planted, exportDirLock), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	age(t, planted)
+	done := make(chan error, 1)
+	go func() {
+		dir, release, err := makeExportDir(parent)
+		if err == nil {
+			os.RemoveAll(dir)
+			release()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("making an export directory waited on a planted FIFO")
+	}
+	if _, err := os.Stat(planted); err != nil {
+		t.Errorf("the planted directory was removed: %v", err)
+	}
+
+	base := t.TempDir()
+	live := filepath.Join(base, "layout1", "blobs", "sha256", ".layer-7.partial")
+	if err := os.MkdirAll(filepath.Dir(live), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(live, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	clearLayoutLeftovers(filepath.Join(base, "layout[12]"))
+	clearDirLeftovers(filepath.Join(base, "layout?"))
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("clearing layout[12] removed layout1's blob: %v", err)
+	}
 }

@@ -91,10 +91,11 @@ func (p VerifyProblem) String() string {
 // (LayerInfosForCopy), so an image in containers-storage is checked against
 // its uncompressed layers.
 //
-// Mismatches are returned in the report, and so are blobs that are missing
-// from the source or named by a digest no blob can have (check "presence",
-// "digest"); the error is only for what stopped the reading (an
-// unreachable image or manifest, a failing read, a cancelled ctx).
+// Mismatches are returned in the report, and so are blobs named by a digest
+// no blob can have, or missing from a local source (a layout, a directory,
+// an archive; check "digest", "presence"); the error is only for what
+// stopped the reading (an unreachable image or manifest, a failing read,
+// a blob a registry does not serve, a cancelled ctx).
 func Verify(ctx context.Context, ref types.ImageReference, sys *types.SystemContext) (report VerifyReport, err error) {
 	name := transports.ImageName(ref)
 	report.Reference = name

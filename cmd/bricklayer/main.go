@@ -39,7 +39,11 @@ func main() {
 	limitMemory()
 	// A hang-up (a closed terminal or ssh session) ends a commit as Ctrl-C
 	// does: cleanly, leaving no temporary files.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	signals := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		signals = append(signals, syscall.SIGHUP) // not under nohup
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), signals...)
 	go func() {
 		// A command stuck where the context is not looked at (an open()
 		// of a FIFO in an image directory) still ends: a second signal
