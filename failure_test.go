@@ -258,9 +258,11 @@ func TestCommitFailures(t *testing.T) {
 		// image it held is put back when the commit fails, or, where it
 		// could not be kept (the directory holds a directory, or is a
 		// mount point), the directory is left empty, which the next commit
-		// takes.
+		// takes. A directory reached through a symlink is dealt with where
+		// it is.
 		stamp := time.Unix(1700000000, 0)
-		for _, holdsDir := range []bool{false, true} {
+		for _, variant := range []string{"plain", "holds-dir", "symlinked"} {
+			holdsDir := variant == "holds-dir"
 			env := newTestEnv(t)
 			b, _ := env.newFilledBuilder(t, "work", 4)
 			writeRandomFile(t, filepath.Join(b.MountPoint(), "big"), 8<<20)
@@ -270,6 +272,19 @@ func TestCommitFailures(t *testing.T) {
 			}
 			dir := filepath.Join(parent, "image")
 			ref := parseRef(t, "dir:"+dir)
+			if variant == "symlinked" {
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				link := filepath.Join(env.dir(t, "links"), "image")
+				if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(dir, link); err != nil {
+					t.Fatal(err)
+				}
+				ref = parseRef(t, "dir:"+link)
+			}
 			if _, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: env.sys, HistoryTimestamp: &stamp}); err != nil {
 				t.Fatal(err)
 			}
@@ -279,13 +294,19 @@ func TestCommitFailures(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			// The same content again: its blobs have the old image's names.
+			// The same content again: its blobs have the old image's names;
+			// through the symlink, new content, whose blobs must go.
+			extra := filepath.Join(b.MountPoint(), "extra")
+			if variant == "symlinked" {
+				writeRandomFile(t, extra, 1<<20)
+			}
 			ctx, cancel := context.WithCancel(env.ctx)
 			report := &cancellingWriter{cancel: cancel, when: []byte("Copying blob")}
 			_, err := b.Commit(ctx, ref, CommitOptions{SystemContext: env.sys, HistoryTimestamp: &stamp, ReportWriter: report})
 			cancel()
+			os.Remove(extra)
 			if !report.fired() || !errors.Is(err, context.Canceled) {
-				t.Fatalf("holds a directory %v: commit cancelled as a blob was copied: %v, want context.Canceled", holdsDir, err)
+				t.Fatalf("%s: commit cancelled as a blob was copied: %v, want context.Canceled", variant, err)
 			}
 			if holdsDir {
 				if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
