@@ -13,6 +13,8 @@ import (
 	"strconv"
 
 	"github.com/bricklayer/bricklayer/docker"
+	"github.com/docker/distribution/registry/api/errcode"
+	v2 "github.com/docker/distribution/registry/api/v2"
 	"github.com/klauspost/compress/zstd"
 	digest "github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -92,10 +94,10 @@ func (p VerifyProblem) String() string {
 // its uncompressed layers.
 //
 // Mismatches are returned in the report, and so are blobs named by a digest
-// no blob can have, or missing from a local source (a layout, a directory,
-// an archive; check "digest", "presence"); the error is only for what
-// stopped the reading (an unreachable image or manifest, a failing read,
-// a blob a registry does not serve, a cancelled ctx).
+// no blob can have, or that the source does not have (a missing file, a
+// registry's BLOB_UNKNOWN; check "digest", "presence"); the error is only
+// for what stopped the reading (an unreachable image or manifest, a
+// failing read, a cancelled ctx).
 func Verify(ctx context.Context, ref types.ImageReference, sys *types.SystemContext) (report VerifyReport, err error) {
 	name := transports.ImageName(ref)
 	report.Reference = name
@@ -338,13 +340,20 @@ func (v *verifier) openBlob(instance digest.Digest, object string, info types.Bl
 	}
 	rc, reported, err := v.src.GetBlob(v.ctx, info, none.NoCache)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case blobMissing(err):
 		v.problem(VerifyProblem{Instance: instance, Object: object, Digest: info.Digest, Check: "presence", Want: "the blob", Got: "none: " + err.Error()})
 		return nil, 0, nil
 	case err != nil:
 		return nil, 0, fmt.Errorf("reading %s blob %s: %w", object, info.Digest, err)
 	}
 	return rc, reported, nil
+}
+
+// blobMissing says whether err is a source's way of saying it has no such
+// blob: a local source's missing file, a registry's BLOB_UNKNOWN.
+func blobMissing(err error) bool {
+	var coder errcode.ErrorCoder
+	return errors.Is(err, fs.ErrNotExist) || (errors.As(err, &coder) && coder.ErrorCode() == v2.ErrorCodeBlobUnknown)
 }
 
 // checkBlob compares a blob's recomputed digest and size with its

@@ -504,3 +504,28 @@ func TestVerify(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifyRegistryMissingBlob: a blob a registry no longer serves is a
+// problem of the image, as one missing from a layout is.
+func TestVerifyRegistryMissingBlob(t *testing.T) {
+	env := newTestEnv(t)
+	reg := startRegistry(t, env.dir(t, "registry"))
+	sys := reg.sys(t, env.sys)
+	b, _ := env.newFilledBuilder(t, "work", 62)
+	ref := reg.ref(t, "v/img:1")
+	res, err := b.Commit(env.ctx, ref, CommitOptions{SystemContext: sys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := layerDigests(t, res.Manifest)
+	d := m[0][len("sha256:"):]
+	blob := filepath.Join(reg.dir, "docker", "registry", "v2", "blobs", "sha256", d[:2], d)
+	if err := os.RemoveAll(blob); err != nil {
+		t.Fatal(err)
+	}
+	report, err := Verify(env.ctx, ref, sys)
+	t.Logf("report %+v err %v", report, err)
+	if err != nil || !hasProblem(report.Problems, "layer 0", "presence", "", "", "") {
+		t.Errorf("verify of an image whose layer the registry lost: %v, problems %v; want a presence problem", err, report.Problems)
+	}
+}
