@@ -76,6 +76,11 @@ func openBlobCache(dir string, opts layerexport.Options) (*blobCache, error) {
 // taken for one that a killed commit left, not one being written.
 const stalePartialAge = time.Hour
 
+// cachedTempPattern names a cached blob being placed in a destination's
+// blob directory, until it is checked (as os.CreateTemp and filepath.Glob
+// take it).
+const cachedTempPattern = ".cached-*.partial"
+
 // removeStalePartials removes the temporary files in dir that commits
 // killed before they could remove them left there: every name the cache
 // writes under a temporary name starts with a dot.
@@ -134,7 +139,7 @@ func (c *blobCache) lookup(diffID digest.Digest) (layoutBlob, bool) {
 // path in dir, or false when b does not hold the layer or cannot be placed.
 // An entry whose blob fails the check is removed.
 func (c *blobCache) take(ctx context.Context, b layoutBlob, dir string, comp Compression, diffID digest.Digest, paired, publish bool) (string, bool) {
-	tmp, err := placeFile(b.path, dir, ".cached-*.partial")
+	tmp, err := placeFile(b.path, dir, cachedTempPattern)
 	if err == nil {
 		err = c.check(ctx, layoutBlob{Descriptor: b.Descriptor, path: tmp}, comp, diffID, paired)
 	}

@@ -184,6 +184,12 @@ func (bl baseLayer) descriptor() v1.Descriptor {
 	return d
 }
 
+// originBlob says whether the base layer's blob is one only the image's
+// origin has: named, and not the uncompressed tar the store serves.
+func (bl baseLayer) originBlob() bool {
+	return bl.Descriptor.Digest != "" && bl.Descriptor.Digest != bl.DiffID
+}
+
 // NewBuilder makes a working container from opts.FromImage and saves its
 // state. The base image's layers, config and history are inherited.
 func NewBuilder(ctx context.Context, store storage.Store, opts BuilderOptions) (*Builder, error) {

@@ -345,7 +345,7 @@ func indexOfLayer(base []baseLayer, id string) int {
 // layers' uncompressed tars (a docker-archive) is not opened: the store
 // serves the same bytes.
 func (s *imageSource) originAvailable(ctx context.Context, origin string, base []baseLayer) bool {
-	if origin == "" || !slices.ContainsFunc(base, func(bl baseLayer) bool { return bl.Descriptor.Digest != bl.DiffID }) {
+	if origin == "" || !slices.ContainsFunc(base, baseLayer.originBlob) {
 		return false
 	}
 	src, err := s.originSource(ctx)
@@ -360,11 +360,11 @@ func (s *imageSource) originAvailable(ctx context.Context, origin string, base [
 }
 
 // holdsBlobs checks that src serves a blob of the right size for each
-// layer of base that names one.
+// layer of base whose blob only the origin has.
 func holdsBlobs(ctx context.Context, src types.ImageSource, base []baseLayer) error {
 	for _, bl := range base {
 		d := bl.Descriptor
-		if d.Digest == "" {
+		if !bl.originBlob() {
 			continue
 		}
 		rc, size, err := src.GetBlob(ctx, types.BlobInfo{Digest: d.Digest, Size: d.Size}, none.NoCache)

@@ -158,7 +158,7 @@ func linkFilesBeside(path string) (string, error) {
 			return "", fmt.Errorf("%s is not a file", filepath.Join(path, e.Name()))
 		}
 	}
-	kept, err := os.MkdirTemp(filepath.Dir(path), "."+filepath.Base(path)+".kept-")
+	kept, err := os.MkdirTemp(filepath.Dir(path), keptPrefix(path))
 	if err != nil {
 		return "", err
 	}
@@ -170,6 +170,10 @@ func linkFilesBeside(path string) (string, error) {
 	}
 	return kept, nil
 }
+
+// keptPrefix starts the name of the directory beside path that keeps its
+// image during a commit (see keepDirImage, clearDirLeftovers).
+func keptPrefix(path string) string { return "." + filepath.Base(path) + ".kept-" }
 
 // lockDir takes an exclusive flock on the directory path, making it first
 // if it is missing (created says so). A commit that held the lock and failed

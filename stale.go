@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bricklayer/bricklayer/internal/layerexport"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 )
@@ -128,8 +129,8 @@ func removeStale(pattern, lock string) {
 // under these names.
 func clearLayoutLeftovers(dir string) {
 	blobs := filepath.Join(globQuote(dir), "blobs", "sha256")
-	partials, _ := filepath.Glob(filepath.Join(blobs, ".layer-*.partial"))
-	cached, _ := filepath.Glob(filepath.Join(blobs, ".cached-*.partial"))
+	partials, _ := filepath.Glob(filepath.Join(blobs, layerexport.TempPattern))
+	cached, _ := filepath.Glob(filepath.Join(blobs, cachedTempPattern))
 	for _, p := range append(partials, cached...) {
 		if err := os.Remove(p); err == nil {
 			logrus.Debugf("removed %s, left by a commit that did not end", p)
@@ -143,7 +144,7 @@ func clearLayoutLeftovers(dir string) {
 // emptied it), the copy is put back; the rest are removed. Only a commit
 // holding the directory's lock may call it.
 func clearDirLeftovers(path string) {
-	kept, _ := filepath.Glob(filepath.Join(globQuote(filepath.Dir(path)), globQuote("."+filepath.Base(path)+".kept-")+"*"))
+	kept, _ := filepath.Glob(filepath.Join(globQuote(filepath.Dir(path)), globQuote(keptPrefix(path))+"*"))
 	for _, k := range kept {
 		_, noImage := os.Lstat(filepath.Join(path, "version"))
 		if _, err := os.Lstat(filepath.Join(k, "version")); err == nil && errors.Is(noImage, fs.ErrNotExist) {

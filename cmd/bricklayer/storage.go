@@ -68,6 +68,22 @@ func (f *storageFlags) options() (storage.StoreOptions, error) {
 	return opts, nil
 }
 
+// blobInfoCacheDir is where containers/image keeps its blob info cache
+// with the store the flags select: "" (the system's default) with the
+// system's containers storage, as podman and buildah share it; cache/
+// beside bricklayer's embedded store, which reads and writes nothing of
+// the system's.
+func (f *storageFlags) blobInfoCacheDir() (string, error) {
+	if f.system() {
+		return "", nil
+	}
+	opts, err := embeddedStoreOptions()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(opts.GraphRoot), "cache"), nil
+}
+
 // embeddedStoreOptions are the options of bricklayer's own store.
 func embeddedStoreOptions() (storage.StoreOptions, error) {
 	var graphRoot, runRoot string

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -35,8 +34,7 @@ func (f *registryFlags) register(fs *pflag.FlagSet, store *storageFlags) {
 // systemContext builds the containers/image SystemContext the flags describe.
 // --tls-verify left alone keeps the registries.conf settings. Bad --creds
 // are a usage error. containers/image's blob info cache goes with the
-// store: the system's for the system's containers storage, one beside
-// bricklayer's embedded store for that one.
+// store (see storageFlags.blobInfoCacheDir).
 func (f *registryFlags) systemContext() (*types.SystemContext, error) {
 	auth, err := f.credentials()
 	if err != nil {
@@ -54,12 +52,10 @@ func (f *registryFlags) systemContext() (*types.SystemContext, error) {
 		DockerCertPath:   f.certDir,
 		DockerAuthConfig: auth,
 	}
-	if f.store != nil && !f.store.system() {
-		opts, err := embeddedStoreOptions()
-		if err != nil {
+	if f.store != nil {
+		if sys.BlobInfoCacheDir, err = f.store.blobInfoCacheDir(); err != nil {
 			return nil, err
 		}
-		sys.BlobInfoCacheDir = filepath.Join(filepath.Dir(opts.GraphRoot), "cache")
 	}
 	if f.fs != nil && f.fs.Changed("tls-verify") {
 		skip := types.NewOptionalBool(!f.tlsVerify)

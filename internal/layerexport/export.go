@@ -240,12 +240,16 @@ func (r *StreamReader) Err() error {
 	return r.err
 }
 
+// TempPattern names the file [ToFile] writes until the blob is complete, as
+// os.CreateTemp and filepath.Glob take it: what a killed export leaves.
+const TempPattern = ".layer-*.partial"
+
 // ToFile exports src into a new file in dir, named by the blob digest's hex
 // value once it is complete. The file is created exclusively; on error no file
 // is left behind. If a file of that name exists already it is kept (it holds
 // the same bytes) and the new one is removed.
 func ToFile(ctx context.Context, dir string, src io.Reader, opts Options) (d Digests, path string, err error) {
-	f, err := os.CreateTemp(dir, ".layer-*.partial")
+	f, err := os.CreateTemp(dir, TempPattern)
 	if err != nil {
 		return Digests{}, "", fmt.Errorf("creating temporary blob file: %w", err)
 	}
